@@ -1,0 +1,53 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * The one contract between natra's BPF dataplane and its Rust control plane.
+ * Every struct and enum that crosses the boundary lives here, once; Rust sees
+ * them through the skeleton's generated `types`, so they also reach bpftool
+ * with field names through BTF.
+ */
+#ifndef NATRA_H
+#define NATRA_H
+
+/* Direction, named from the Pod's side; indexes every per-direction map. */
+enum natra_direction {
+	NATRA_DIR_POD_INGRESS = 0, /* traffic into the Pod */
+	NATRA_DIR_POD_EGRESS = 1,  /* traffic out of the Pod */
+	NATRA_DIR_COUNT = 2,
+};
+
+#define NATRA_NSEC_PER_SEC 1000000000ULL
+/* Bucket levels are kept in byte-nanoseconds (bytes x 1e9) so refills are
+ * exact integers; 2^32 bytes x 1e9 still fits in 63 bits. */
+#define NATRA_MAX_BURST_BYTES (1ULL << 32)
+
+/* Limits of one direction, written by the control plane at ADD. */
+struct natra_config {
+	enum natra_direction direction;
+	__u32 pad;
+	__u64 rate_bytes_per_sec; /* 0: direction not limited */
+	__u64 burst_bytes;	  /* bucket depth: bytes allowed above rate */
+	__u64 ecn_band_bytes;	  /* bottom of the bucket kept for ECT packets, marked CE */
+	__u64 refill_full_ns;	  /* idle time that refills an empty bucket */
+};
+
+/* Token bucket of one direction; the lock makes refill+charge atomic across CPUs. */
+struct natra_bucket_state {
+	struct bpf_spin_lock lock;
+	__u32 pad;
+	__u64 level;   /* byte-nanoseconds available, 0..burst_bytes x 1e9 */
+	__u64 last_ns; /* bpf_ktime_get_ns() of the last refill */
+};
+
+/* Per-CPU counters of one direction. */
+struct natra_counters {
+	__u64 passed_packets;
+	__u64 passed_bytes;
+	__u64 ce_marked_packets;
+	__u64 ce_marked_bytes;
+	__u64 dropped_packets;
+	__u64 dropped_bytes;
+	__u64 malformed_packets; /* truncated IP headers: charged, never parsed past the end */
+	__u64 non_ip_packets;	 /* ARP and friends: charged, never ECN-marked */
+};
+
+#endif /* NATRA_H */

@@ -1,0 +1,152 @@
+//! ADD, DEL, CHECK and VERSION.
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::config::{NetConf, SUPPORTED_VERSIONS};
+use super::env::{CniEnv, Command};
+use super::result;
+use crate::dataplane::{self, pins};
+use crate::error::{Context, Error, ErrorKind, Result};
+use crate::netlink::{self, Link};
+use crate::netns;
+
+/// BPF_FS_MAGIC from linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// Runs one invocation; returns what goes on stdout (None: nothing).
+pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
+    if env.command == Command::Version {
+        let asked = serde_json::from_slice::<Value>(stdin)
+            .ok()
+            .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))
+            .unwrap_or_else(|| latest_version().to_owned());
+        return Ok(Some(result::version(&asked, SUPPORTED_VERSIONS)));
+    }
+    let conf = NetConf::parse(stdin)?;
+    let pins = pins::AttachmentPins::new(&pins::pin_root(), &env.container_id, &env.ifname)?;
+    match env.command {
+        Command::Add => add(env, &conf, &pins).map(Some),
+        Command::Del => dataplane::remove(&pins).map(|()| None),
+        Command::Check => check(env, &conf, &pins).map(|()| None),
+        Command::Version => unreachable!("answered above"),
+    }
+}
+
+pub fn latest_version() -> &'static str {
+    SUPPORTED_VERSIONS.last().expect("at least one version")
+}
+
+fn add(env: &CniEnv, conf: &NetConf, pins: &pins::AttachmentPins) -> Result<Value> {
+    let limits = conf.pod_limits()?;
+    let passthrough = result::passthrough(conf.prev_result.as_ref(), &conf.cni_version);
+    if limits.is_unlimited() {
+        // Still clear what an earlier ADD of this attachment may have left.
+        dataplane::remove(pins)?;
+        log::info!(
+            "{}:{}: no bandwidth limit requested; nothing loaded",
+            env.container_id,
+            env.ifname
+        );
+        return Ok(passthrough);
+    }
+    require_prev_result(conf)?;
+    let host = host_veth(env)?;
+    ensure_bpffs(&pins::pin_root())?;
+    // A repeated ADD replaces what the earlier one made.
+    dataplane::remove(pins)?;
+    dataplane::install(pins, host.index, &limits)?;
+    log::info!(
+        "{}:{}: limited on host veth {} (ifindex {}): {:?}",
+        env.container_id,
+        env.ifname,
+        host.name,
+        host.index,
+        limits
+    );
+    Ok(passthrough)
+}
+
+fn check(env: &CniEnv, conf: &NetConf, pins: &pins::AttachmentPins) -> Result<()> {
+    require_prev_result(conf)?;
+    let limits = conf.pod_limits()?;
+    if limits.is_unlimited() {
+        if pins.exists() {
+            return Err(Error::new(
+                ErrorKind::CheckMismatch,
+                "no limit is configured but natra state exists",
+            )
+            .with_details(pins.dir.display()));
+        }
+        return Ok(());
+    }
+    let host = host_veth(env)?;
+    dataplane::verify(pins, host.index, &limits)
+}
+
+fn require_prev_result(conf: &NetConf) -> Result<()> {
+    match conf.prev_result {
+        Some(Value::Object(_)) => Ok(()),
+        _ => Err(Error::new(
+            ErrorKind::InvalidConfig,
+            "prevResult is missing: natra is a chained plugin and runs after a main plugin",
+        )),
+    }
+}
+
+/// The host side of the Pod's veth, found from the Pod interface's peer
+/// ifindex; prevResult is not trusted for it (several main plugins omit it).
+fn host_veth(env: &CniEnv) -> Result<Link> {
+    let netns = env.netns.as_deref().ok_or_else(|| {
+        Error::new(ErrorKind::InvalidEnvironment, "CNI_NETNS is not set")
+    })?;
+    if !netns.exists() {
+        return Err(Error::new(
+            ErrorKind::ContainerUnknown,
+            format!("netns {} does not exist", netns.display()),
+        ));
+    }
+    let ifname = env.ifname.clone();
+    let pod = netns::run_in_netns(netns, move || netlink::link_by_name(&ifname))?;
+    let peer = pod.peer_index.filter(|&p| p != pod.index).ok_or_else(|| {
+        Error::new(
+            ErrorKind::InvalidConfig,
+            format!("{} in the Pod is not a veth: it has no peer", pod.name),
+        )
+    })?;
+    let host = netlink::link_by_index(peer).map_err(|e| {
+        Error::new(
+            ErrorKind::InvalidConfig,
+            format!("the peer of {} (ifindex {peer}) is not in this netns", pod.name),
+        )
+        .with_details(e)
+    })?;
+    if host.kind.as_deref() != Some("veth") || host.peer_index != Some(pod.index) {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!("ifindex {peer} on the host is not the peer of the Pod's {}", pod.name),
+        )
+        .with_details(format!("{host:?}")));
+    }
+    Ok(host)
+}
+
+/// bpffs must be mounted where the pins go, or pinning fails obscurely.
+fn ensure_bpffs(root: &Path) -> Result<()> {
+    let mut probe = root;
+    while !probe.exists() {
+        probe = probe.parent().unwrap_or(Path::new("/"));
+    }
+    let fs = nix::sys::statfs::statfs(probe).context(
+        ErrorKind::Io,
+        format!("cannot statfs {}", probe.display()),
+    )?;
+    if fs.filesystem_type().0 as i64 != BPF_FS_MAGIC {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("{} is not on a bpffs", probe.display()),
+        )
+        .with_details("mount it with: mount -t bpf bpf /sys/fs/bpf"));
+    }
+    Ok(())
+}

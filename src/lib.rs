@@ -1,0 +1,7 @@
+//! natra: a chained CNI plugin that rate-limits Pod traffic with BPF.
+pub mod cni;
+pub mod dataplane;
+pub mod error;
+pub mod limits;
+pub mod netlink;
+pub mod netns;

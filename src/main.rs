@@ -1,0 +1,75 @@
+//! natra's entry point: a CNI plugin when CNI_COMMAND is set, a CLI otherwise.
+use std::io::{Read, Write};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use natra::cni::{self, env::CniEnv};
+use natra::error::{Error, ErrorKind};
+
+#[derive(Parser)]
+#[command(name = "natra", about = "Pod bandwidth limiter (chained CNI plugin)")]
+struct Cli {
+    #[command(subcommand)]
+    command: CliCommand,
+}
+
+#[derive(Subcommand)]
+enum CliCommand {
+    /// Print natra's version.
+    Version,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().filter_or("NATRA_LOG", "info"))
+        .target(env_logger::Target::Stderr)
+        .init();
+    if std::env::var_os("CNI_COMMAND").is_some() {
+        return run_cni();
+    }
+    match Cli::parse().command {
+        CliCommand::Version => println!("natra {}", env!("CARGO_PKG_VERSION")),
+    }
+    ExitCode::SUCCESS
+}
+
+/// The CNI codes of natra's errors: the spec's where one fits, 100+ otherwise.
+fn cni_code(kind: ErrorKind) -> u32 {
+    match kind {
+        ErrorKind::IncompatibleVersion => 1,
+        ErrorKind::ContainerUnknown => 3,
+        ErrorKind::InvalidEnvironment => 4,
+        ErrorKind::Io => 5,
+        ErrorKind::Decode => 6,
+        ErrorKind::InvalidConfig => 7,
+        ErrorKind::Dataplane => 100,
+        ErrorKind::CheckMismatch => 101,
+    }
+}
+
+fn run_cni() -> ExitCode {
+    let mut stdin = Vec::new();
+    let outcome = std::io::stdin()
+        .read_to_end(&mut stdin)
+        .map_err(|e| Error::new(ErrorKind::Io, "cannot read stdin").with_details(e))
+        .and_then(|_| CniEnv::from_env())
+        .and_then(|env| cni::run(&env, &stdin));
+    let mut stdout = std::io::stdout().lock();
+    match outcome {
+        Ok(output) => {
+            if let Some(value) = output {
+                let _ = writeln!(stdout, "{value}");
+            }
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            log::error!("{} failed: {e}", std::env::var("CNI_COMMAND").unwrap_or_default());
+            let version = serde_json::from_slice::<serde_json::Value>(&stdin)
+                .ok()
+                .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))
+                .unwrap_or_else(|| cni::verbs::latest_version().to_owned());
+            let body = cni::result::error(&version, cni_code(e.kind), &e.msg, &e.details);
+            let _ = writeln!(stdout, "{body}");
+            ExitCode::FAILURE
+        }
+    }
+}
