@@ -42,9 +42,14 @@ static __always_inline int limit_direction(struct __sk_buff *skb, __u32 dir)
 				parsed == NATRA_PARSED_IP && pkt.ecn != 0);
 	bpf_spin_unlock(&bucket->lock);
 
-	/* A clone whose header is shared cannot be marked: drop it instead. */
-	if (verdict == NATRA_VERDICT_PASS_CE && !bpf_skb_ecn_set_ce(skb))
+	/* A clone whose header is shared cannot be marked: drop it instead,
+	 * and give its charge back, since it never went through. */
+	if (verdict == NATRA_VERDICT_PASS_CE && !bpf_skb_ecn_set_ce(skb)) {
 		verdict = NATRA_VERDICT_DROP;
+		bpf_spin_lock(&bucket->lock);
+		bucket_refund(bucket, cfg, pkt.wire_bytes);
+		bpf_spin_unlock(&bucket->lock);
+	}
 	stats_count_verdict(stats, verdict, pkt.wire_bytes);
 	return verdict == NATRA_VERDICT_DROP ? NATRA_TC_DROP : NATRA_TC_NEXT;
 }

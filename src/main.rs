@@ -23,6 +23,7 @@ fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().filter_or("NATRA_LOG", "info"))
         .target(env_logger::Target::Stderr)
         .init();
+    natra::dataplane::route_libbpf_logs();
     if std::env::var_os("CNI_COMMAND").is_some() {
         return run_cni();
     }
@@ -62,7 +63,10 @@ fn run_cni() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            log::error!("{} failed: {e}", std::env::var("CNI_COMMAND").unwrap_or_default());
+            log::error!(
+                "{} failed: {e}",
+                std::env::var("CNI_COMMAND").unwrap_or_default()
+            );
             let version = serde_json::from_slice::<serde_json::Value>(&stdin)
                 .ok()
                 .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))

@@ -31,7 +31,10 @@ pub fn link_by_index(index: u32) -> Result<Link> {
         .context(ErrorKind::Io, "cannot build RTM_GETLINK")?;
     let replies = rtnl
         .send::<_, _, Rtm, Ifinfomsg>(Rtm::Getlink, NlmF::empty(), NlPayload::Payload(request))
-        .context(ErrorKind::Io, format!("RTM_GETLINK for ifindex {index} failed"))?;
+        .context(
+            ErrorKind::Io,
+            format!("RTM_GETLINK for ifindex {index} failed"),
+        )?;
     for reply in replies {
         let reply = reply.context(ErrorKind::Io, format!("no interface with ifindex {index}"))?;
         if let Some(msg) = reply.get_payload() {
@@ -46,10 +49,8 @@ pub fn link_by_index(index: u32) -> Result<Link> {
 
 /// Looks an interface up by name in the calling thread's netns.
 pub fn link_by_name(name: &str) -> Result<Link> {
-    let index = nix::net::if_::if_nametoindex(name).context(
-        ErrorKind::Io,
-        format!("no interface named {name:?}"),
-    )?;
+    let index = nix::net::if_::if_nametoindex(name)
+        .context(ErrorKind::Io, format!("no interface named {name:?}"))?;
     link_by_index(index)
 }
 
@@ -62,7 +63,10 @@ fn parse_link(msg: &Ifinfomsg) -> Result<Link> {
     let kind = attrs
         .get_nested_attributes::<IflaInfo>(Ifla::Linkinfo)
         .ok()
-        .and_then(|info| info.get_attr_payload_as_with_len::<String>(IflaInfo::Kind).ok());
+        .and_then(|info| {
+            info.get_attr_payload_as_with_len::<String>(IflaInfo::Kind)
+                .ok()
+        });
     Ok(Link {
         index: *msg.ifi_index() as u32,
         name,

@@ -57,4 +57,15 @@ static __always_inline enum natra_verdict bucket_charge(struct natra_bucket_stat
 	return NATRA_VERDICT_DROP;
 }
 
+/* Gives back a charge whose packet was dropped after all (a CE mark that
+ * could not be written). */
+static __always_inline void bucket_refund(struct natra_bucket_state *b,
+					  const struct natra_config *cfg, __u64 bytes)
+{
+	__u64 full = cfg->burst_bytes * NATRA_NSEC_PER_SEC;
+	__u64 level = b->level + bytes * NATRA_NSEC_PER_SEC;
+
+	b->level = level < full ? level : full;
+}
+
 #endif /* NATRA_BUCKET_H */

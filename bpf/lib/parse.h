@@ -9,6 +9,8 @@
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP_NUM 6
+#define IPPROTO_UDP_NUM 17
+#define UDP_HLEN 8
 #define ECN_MASK 0x3
 
 enum natra_parse_result {
@@ -35,6 +37,20 @@ static __always_inline int parse_tcp_header_len(struct __sk_buff *skb, __u32 off
 	return *len < 20 ? -1 : 0;
 }
 
+/* The L4 header a GSO segment repeats: TCP's own length, UDP's 8 bytes (USO),
+ * as qdisc_pkt_len_init() counts them. */
+static __always_inline int parse_l4_header_len(struct __sk_buff *skb, __u8 proto, __u32 offset,
+					       __u32 *len)
+{
+	if (proto == IPPROTO_TCP_NUM)
+		return parse_tcp_header_len(skb, offset, len);
+	if (proto == IPPROTO_UDP_NUM && skb->len >= offset + UDP_HLEN) {
+		*len = UDP_HLEN;
+		return 0;
+	}
+	return -1;
+}
+
 static __always_inline enum natra_parse_result parse_ipv4(struct __sk_buff *skb,
 							  struct natra_packet *pkt)
 {
@@ -48,8 +64,8 @@ static __always_inline enum natra_parse_result parse_ipv4(struct __sk_buff *skb,
 		return NATRA_PARSED_MALFORMED;
 	pkt->ecn = ip.tos & ECN_MASK;
 	pkt->header_bytes = ETH_HLEN + ihl;
-	if (ip.protocol == IPPROTO_TCP_NUM && !(ip.frag_off & bpf_htons(0x1fff)) &&
-	    parse_tcp_header_len(skb, ETH_HLEN + ihl, &l4_len) == 0)
+	if (!(ip.frag_off & bpf_htons(0x1fff)) &&
+	    parse_l4_header_len(skb, ip.protocol, ETH_HLEN + ihl, &l4_len) == 0)
 		pkt->header_bytes += l4_len;
 	return NATRA_PARSED_IP;
 }
@@ -68,8 +84,7 @@ static __always_inline enum natra_parse_result parse_ipv6(struct __sk_buff *skb,
 	pkt->ecn = (ip6.flow_lbl[0] >> 4) & ECN_MASK;
 	pkt->is_ipv6 = 1;
 	pkt->header_bytes = ETH_HLEN + sizeof(ip6);
-	if (ip6.nexthdr == IPPROTO_TCP_NUM &&
-	    parse_tcp_header_len(skb, ETH_HLEN + sizeof(ip6), &l4_len) == 0)
+	if (parse_l4_header_len(skb, ip6.nexthdr, ETH_HLEN + sizeof(ip6), &l4_len) == 0)
 		pkt->header_bytes += l4_len;
 	return NATRA_PARSED_IP;
 }

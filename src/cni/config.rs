@@ -123,7 +123,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(
-            conf.pod_limits().unwrap().pod_ingress.unwrap().rate_bytes_per_sec,
+            conf.pod_limits()
+                .unwrap()
+                .pod_ingress
+                .unwrap()
+                .rate_bytes_per_sec,
             1_000
         );
     }
@@ -136,9 +140,16 @@ mod tests {
 
     #[test]
     fn garbage_is_a_decode_error() {
-        assert_eq!(NetConf::parse(b"{not json").unwrap_err().kind, ErrorKind::Decode);
-        let negative = br#"{"cniVersion":"1.0.0","runtimeConfig":{"bandwidth":{"ingressRate":-5}}}"#;
-        assert_eq!(NetConf::parse(negative).unwrap_err().kind, ErrorKind::Decode);
+        assert_eq!(
+            NetConf::parse(b"{not json").unwrap_err().kind,
+            ErrorKind::Decode
+        );
+        let negative =
+            br#"{"cniVersion":"1.0.0","runtimeConfig":{"bandwidth":{"ingressRate":-5}}}"#;
+        assert_eq!(
+            NetConf::parse(negative).unwrap_err().kind,
+            ErrorKind::Decode
+        );
     }
 
     #[test]

@@ -40,9 +40,8 @@ impl CniEnv {
         };
         let non_empty = |k: &str| get(k).filter(|v| !v.is_empty());
         let required = |k: &str| {
-            non_empty(k).ok_or_else(|| {
-                Error::new(ErrorKind::InvalidEnvironment, format!("{k} is not set"))
-            })
+            non_empty(k)
+                .ok_or_else(|| Error::new(ErrorKind::InvalidEnvironment, format!("{k} is not set")))
         };
         if command == Command::Version {
             return Ok(CniEnv {

@@ -97,9 +97,10 @@ fn require_prev_result(conf: &NetConf) -> Result<()> {
 /// The host side of the Pod's veth, found from the Pod interface's peer
 /// ifindex; prevResult is not trusted for it (several main plugins omit it).
 fn host_veth(env: &CniEnv) -> Result<Link> {
-    let netns = env.netns.as_deref().ok_or_else(|| {
-        Error::new(ErrorKind::InvalidEnvironment, "CNI_NETNS is not set")
-    })?;
+    let netns = env
+        .netns
+        .as_deref()
+        .ok_or_else(|| Error::new(ErrorKind::InvalidEnvironment, "CNI_NETNS is not set"))?;
     if !netns.exists() {
         return Err(Error::new(
             ErrorKind::ContainerUnknown,
@@ -117,14 +118,20 @@ fn host_veth(env: &CniEnv) -> Result<Link> {
     let host = netlink::link_by_index(peer).map_err(|e| {
         Error::new(
             ErrorKind::InvalidConfig,
-            format!("the peer of {} (ifindex {peer}) is not in this netns", pod.name),
+            format!(
+                "the peer of {} (ifindex {peer}) is not in this netns",
+                pod.name
+            ),
         )
         .with_details(e)
     })?;
     if host.kind.as_deref() != Some("veth") || host.peer_index != Some(pod.index) {
         return Err(Error::new(
             ErrorKind::InvalidConfig,
-            format!("ifindex {peer} on the host is not the peer of the Pod's {}", pod.name),
+            format!(
+                "ifindex {peer} on the host is not the peer of the Pod's {}",
+                pod.name
+            ),
         )
         .with_details(format!("{host:?}")));
     }
@@ -137,10 +144,8 @@ fn ensure_bpffs(root: &Path) -> Result<()> {
     while !probe.exists() {
         probe = probe.parent().unwrap_or(Path::new("/"));
     }
-    let fs = nix::sys::statfs::statfs(probe).context(
-        ErrorKind::Io,
-        format!("cannot statfs {}", probe.display()),
-    )?;
+    let fs = nix::sys::statfs::statfs(probe)
+        .context(ErrorKind::Io, format!("cannot statfs {}", probe.display()))?;
     if fs.filesystem_type().0 as i64 != BPF_FS_MAGIC {
         return Err(Error::new(
             ErrorKind::Io,

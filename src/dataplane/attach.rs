@@ -19,11 +19,7 @@ pub fn attach_tcx(prog: &Program<'_>, ifindex: u32) -> Result<Link> {
     // outlives this call; opts is a fully initialised bpf_tcx_opts with its
     // size set, as libbpf's OPTS convention requires.
     let raw = unsafe {
-        libbpf_sys::bpf_program__attach_tcx(
-            prog.as_libbpf_object().as_ptr(),
-            ifindex as i32,
-            &opts,
-        )
+        libbpf_sys::bpf_program__attach_tcx(prog.as_libbpf_object().as_ptr(), ifindex as i32, &opts)
     };
     let raw = NonNull::new(raw).ok_or_else(|| {
         Error::new(
@@ -73,6 +69,9 @@ pub fn pinned_tcx_target(pin: &Path) -> Result<TcxTarget> {
 /// and removes its pin. A missing pin is fine; a defunct link (its device
 /// gone) only needs its pin removed.
 pub fn detach_pinned(pin: &Path) -> Result<()> {
+    if !pin.exists() {
+        return Ok(());
+    }
     match Link::open(pin) {
         Ok(link) => {
             if let Err(e) = link.detach() {

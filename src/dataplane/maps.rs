@@ -3,7 +3,7 @@ use std::ffi::c_void;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use super::skeleton::types::{natra_config, natra_counters, natra_direction};
+use super::skeleton::types::{natra_bucket_state, natra_config, natra_counters, natra_direction};
 use super::Direction;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::BucketParams;
@@ -33,6 +33,34 @@ pub fn write_config(map: BorrowedFd<'_>, dir: Direction, p: &BucketParams) -> Re
         )
     };
     check(rc, "cannot write the config map")
+}
+
+/// Starts a direction's bucket full as of `now_ns` (CLOCK_MONOTONIC, the
+/// program's clock), instead of relying on the first packet's refill, which
+/// is short on a freshly booted host at low rates.
+pub fn write_bucket_full(
+    map: BorrowedFd<'_>,
+    dir: Direction,
+    p: &BucketParams,
+    now_ns: u64,
+) -> Result<()> {
+    let key = dir.index();
+    let value = natra_bucket_state {
+        level: p.burst_bytes * 1_000_000_000,
+        last_ns: now_ns,
+        ..Default::default()
+    };
+    // SAFETY: key and value are live values of the map's key (u32) and value
+    // (struct natra_bucket_state) types; the kernel copies them.
+    let rc = unsafe {
+        libbpf_sys::bpf_map_update_elem(
+            map.as_raw_fd(),
+            (&key as *const u32).cast::<c_void>(),
+            (&value as *const natra_bucket_state).cast::<c_void>(),
+            libbpf_sys::BPF_ANY as u64,
+        )
+    };
+    check(rc, "cannot write the bucket map")
 }
 
 pub fn read_config(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_config> {
@@ -73,17 +101,19 @@ pub fn read_counters(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_counte
         )
     };
     check(rc, "cannot read the counters map")?;
-    Ok(per_cpu.iter().fold(natra_counters::default(), |mut sum, c| {
-        sum.passed_packets += c.passed_packets;
-        sum.passed_bytes += c.passed_bytes;
-        sum.ce_marked_packets += c.ce_marked_packets;
-        sum.ce_marked_bytes += c.ce_marked_bytes;
-        sum.dropped_packets += c.dropped_packets;
-        sum.dropped_bytes += c.dropped_bytes;
-        sum.malformed_packets += c.malformed_packets;
-        sum.non_ip_packets += c.non_ip_packets;
-        sum
-    }))
+    Ok(per_cpu
+        .iter()
+        .fold(natra_counters::default(), |mut sum, c| {
+            sum.passed_packets += c.passed_packets;
+            sum.passed_bytes += c.passed_bytes;
+            sum.ce_marked_packets += c.ce_marked_packets;
+            sum.ce_marked_bytes += c.ce_marked_bytes;
+            sum.dropped_packets += c.dropped_packets;
+            sum.dropped_bytes += c.dropped_bytes;
+            sum.malformed_packets += c.malformed_packets;
+            sum.non_ip_packets += c.non_ip_packets;
+            sum
+        }))
 }
 
 fn check(rc: i32, msg: &str) -> Result<()> {

@@ -22,6 +22,20 @@ use crate::limits::{BucketParams, PodLimits};
 /// rollback. Never set in production.
 pub const FAIL_AFTER_ATTACHES_ENV: &str = "NATRA_FAIL_AFTER_ATTACHES";
 
+/// Sends libbpf's own messages to natra's log (stderr) at matching levels,
+/// so that stdout stays the CNI result alone.
+pub fn route_libbpf_logs() {
+    fn forward(level: libbpf_rs::PrintLevel, msg: String) {
+        let msg = msg.trim_end();
+        match level {
+            libbpf_rs::PrintLevel::Warn => log::warn!(target: "libbpf", "{msg}"),
+            libbpf_rs::PrintLevel::Info => log::info!(target: "libbpf", "{msg}"),
+            libbpf_rs::PrintLevel::Debug => log::debug!(target: "libbpf", "{msg}"),
+        }
+    }
+    libbpf_rs::set_print(Some((libbpf_rs::PrintLevel::Debug, forward)));
+}
+
 /// A direction of a Pod's traffic, named from the Pod's side.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Direction {
@@ -70,7 +84,10 @@ pub fn install(pins: &AttachmentPins, host_ifindex: u32, limits: &PodLimits) -> 
     let mut attached: Vec<Link> = Vec::new();
     let result = install_inner(pins, host_ifindex, limits, &mut attached);
     if let Err(e) = &result {
-        log::warn!("install into {} failed ({e}); rolling back", pins.dir.display());
+        log::warn!(
+            "install into {} failed ({e}); rolling back",
+            pins.dir.display()
+        );
         for link in &attached {
             if let Err(e) = link.detach() {
                 log::warn!("rollback: detach failed: {e}");
@@ -105,9 +122,13 @@ fn install_inner(
         .load()
         .context(ErrorKind::Dataplane, "cannot load the BPF programs")?;
 
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
+        .context(ErrorKind::Dataplane, "cannot read CLOCK_MONOTONIC")?;
+    let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
     for dir in Direction::ALL {
         if let Some(params) = dir.limit(limits) {
             maps::write_config(skel.maps.natra_cfg.as_fd(), dir, &params)?;
+            maps::write_bucket_full(skel.maps.natra_bucket.as_fd(), dir, &params, now_ns)?;
         }
     }
     pins.create()?;
@@ -135,7 +156,10 @@ fn install_inner(
         if fail_after == Some(attached.len()) {
             return Err(Error::new(
                 ErrorKind::Dataplane,
-                format!("{FAIL_AFTER_ATTACHES_ENV} fault injected after {} attach(es)", attached.len()),
+                format!(
+                    "{FAIL_AFTER_ATTACHES_ENV} fault injected after {} attach(es)",
+                    attached.len()
+                ),
             ));
         }
     }
@@ -149,8 +173,10 @@ fn pin_maps(skel: &mut NatraSkel<'_>, pins: &AttachmentPins) -> Result<()> {
         (&mut skel.maps.natra_stats, COUNTERS_MAP),
     ] {
         let path = pins.map(name);
-        map.pin(&path)
-            .context(ErrorKind::Dataplane, format!("cannot pin {}", path.display()))?;
+        map.pin(&path).context(
+            ErrorKind::Dataplane,
+            format!("cannot pin {}", path.display()),
+        )?;
     }
     Ok(())
 }
@@ -181,7 +207,10 @@ pub fn verify(pins: &AttachmentPins, host_ifindex: u32, limits: &PodLimits) -> R
             if link_pin.exists() {
                 return Err(Error::new(
                     ErrorKind::CheckMismatch,
-                    format!("{} is limited but the configuration has no limit", dir.program_name()),
+                    format!(
+                        "{} is limited but the configuration has no limit",
+                        dir.program_name()
+                    ),
                 ));
             }
             continue;
@@ -201,12 +230,21 @@ pub fn verify(pins: &AttachmentPins, host_ifindex: u32, limits: &PodLimits) -> R
         }
         let found = maps::read_config(config.as_fd(), dir)?;
         let expected = maps::config_for(dir, &params);
-        if (found.rate_bytes_per_sec, found.burst_bytes, found.ecn_band_bytes)
-            != (expected.rate_bytes_per_sec, expected.burst_bytes, expected.ecn_band_bytes)
-        {
+        if (
+            found.rate_bytes_per_sec,
+            found.burst_bytes,
+            found.ecn_band_bytes,
+        ) != (
+            expected.rate_bytes_per_sec,
+            expected.burst_bytes,
+            expected.ecn_band_bytes,
+        ) {
             return Err(Error::new(
                 ErrorKind::CheckMismatch,
-                format!("{} limits differ from the configuration", dir.program_name()),
+                format!(
+                    "{} limits differ from the configuration",
+                    dir.program_name()
+                ),
             )
             .with_details(format!(
                 "expected rate {} B/s burst {} B, found rate {} B/s burst {} B",

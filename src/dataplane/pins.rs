@@ -147,7 +147,10 @@ mod tests {
     #[test]
     fn typical_names_pass_and_dots_are_mapped() {
         let id = "4f2d5c9a0b1e3f7a8c6d2e0f1a3b5c7d9e1f3a5b7c9d1e3f5a7b9c1d3e5f7a9b";
-        assert_eq!(attachment_dir_name(id, "eth0").unwrap(), format!("{id}:eth0"));
+        assert_eq!(
+            attachment_dir_name(id, "eth0").unwrap(),
+            format!("{id}:eth0")
+        );
         assert_eq!(
             attachment_dir_name("pod.v1-x_y", "eth0.100").unwrap(),
             "pod~v1-x_y:eth0~100"

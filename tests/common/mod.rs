@@ -23,3 +23,7 @@ pub fn natra_bin() -> PathBuf {
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
+
+pub mod kernel;
+pub mod plugin;
+pub mod pod;

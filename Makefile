@@ -1,0 +1,50 @@
+# natra — see README.md. `make test` and `make demo` install their own deps.
+CARGO ?= cargo
+ROOT := $(shell id -u)
+BPF_SOURCES := $(wildcard bpf/*.c bpf/lib/*.h include/natra.h)
+
+.PHONY: all deps bpffs build test lint fmt demo vmlinux clean
+
+all: build
+
+deps:
+	scripts/install-deps.sh
+
+bpffs:
+	scripts/mount-bpffs.sh
+
+build: deps
+	$(CARGO) build --release
+
+lint:
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	clang-format --dry-run --Werror $(BPF_SOURCES)
+
+# Every test: unit, host-side arithmetic, BPF_PROG_RUN, libcni integration and
+# real-traffic enforcement. Root-only tests are #[ignore]d for plain `cargo
+# test`; as root they run here, otherwise this target says loudly it skipped them.
+test: deps bpffs lint
+ifeq ($(ROOT),0)
+	$(CARGO) test -- --include-ignored
+else
+	@echo "=================================================================="
+	@echo "SKIPPING root-only tests (BPF_PROG_RUN, netns, libcni, traffic):"
+	@echo "not running as root. Run 'sudo make test' to run all of them."
+	@echo "=================================================================="
+	$(CARGO) test
+endif
+
+fmt:
+	$(CARGO) fmt
+	clang-format -i $(BPF_SOURCES)
+
+demo: deps bpffs
+	$(CARGO) build --release
+	scripts/demo.sh target/release/natra
+
+vmlinux:
+	scripts/gen-vmlinux.sh
+
+clean:
+	$(CARGO) clean

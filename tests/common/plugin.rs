@@ -1,0 +1,69 @@
+//! Calling the natra binary directly as a CNI plugin, with a hand-made
+//! environment and stdin (what libcni would do, minus libcni).
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use super::natra_bin;
+
+/// Runs natra with only `env` (plus PATH and NATRA_PIN_ROOT) and `stdin`.
+pub fn natra_raw(env: &[(&str, &str)], pin_root: &Path, stdin: &str) -> Output {
+    let mut child = Command::new(natra_bin())
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NATRA_PIN_ROOT", pin_root)
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("cannot start natra");
+    // natra may exit before reading everything (EPIPE is then fine).
+    let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
+    child.wait_with_output().expect("cannot wait for natra")
+}
+
+/// A CNI call of natra for `container_id` on eth0.
+pub fn natra_cni(
+    command: &str,
+    container_id: &str,
+    netns: Option<&Path>,
+    pin_root: &Path,
+    stdin: &str,
+) -> Output {
+    let netns = netns.map(|p| p.to_str().unwrap()).unwrap_or("");
+    natra_raw(
+        &[
+            ("CNI_COMMAND", command),
+            ("CNI_CONTAINERID", container_id),
+            ("CNI_NETNS", netns),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_PATH", "/usr/lib/cni"),
+        ],
+        pin_root,
+        stdin,
+    )
+}
+
+/// stdout parsed as exactly one JSON value followed by nothing but
+/// whitespace; panics otherwise.
+pub fn single_json(out: &Output) -> Value {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let mut values = serde_json::Deserializer::from_str(&stdout).into_iter::<Value>();
+    let first = match values.next() {
+        Some(Ok(v)) => v,
+        other => panic!(
+            "stdout is not a JSON document ({other:?}):\n{stdout}\nstderr:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    };
+    let rest = &stdout[values.byte_offset()..];
+    assert!(
+        rest.trim().is_empty(),
+        "stdout holds more than one JSON document; after it: {rest:?}\nstderr:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    first
+}
