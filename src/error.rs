@@ -20,6 +20,8 @@ pub enum ErrorKind {
     Dataplane,
     /// CHECK found the kernel state differing from the configuration.
     CheckMismatch,
+    /// STATUS: the plugin cannot serve ADD on this node now.
+    NotReady,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -18,7 +18,7 @@ use common::plugin::{natra_cni, natra_raw, single_json};
 use common::pod::{run, run_ok};
 use serde_json::{json, Value};
 
-const SUPPORTED: [&str; 4] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
+const SUPPORTED: [&str; 5] = ["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// `<base>/natra-test-<name>-<pid>/pins`, base = /sys/fs/bpf when root
 /// (and mounted), else CARGO_TARGET_TMPDIR. The outer directory is this

@@ -6,7 +6,7 @@ use crate::error::{Context, Error, ErrorKind, Result};
 use crate::limits::{bucket_params, PodLimits, RequestedLimit};
 
 /// cniVersions natra accepts in a config.
-pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0"];
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
 
 /// The `bandwidth` capability's shape (and upstream's static netconf fields):
 /// rates in bits/s, bursts in bits.

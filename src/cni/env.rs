@@ -9,6 +9,24 @@ pub enum Command {
     Del,
     Check,
     Version,
+    Status,
+    Gc,
+}
+
+impl Command {
+    /// The spec version that introduced the verb.
+    pub fn since(self) -> (u32, u32, u32) {
+        match self {
+            Command::Add | Command::Del | Command::Version => (0, 1, 0),
+            Command::Check => (0, 4, 0),
+            Command::Status | Command::Gc => (1, 1, 0),
+        }
+    }
+
+    /// Verbs that act on one attachment and need its CNI_* variables.
+    pub fn is_per_attachment(self) -> bool {
+        matches!(self, Command::Add | Command::Del | Command::Check)
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +49,8 @@ impl CniEnv {
             Some("DEL") => Command::Del,
             Some("CHECK") => Command::Check,
             Some("VERSION") => Command::Version,
+            Some("STATUS") => Command::Status,
+            Some("GC") => Command::Gc,
             other => {
                 return Err(Error::new(
                     ErrorKind::InvalidEnvironment,
@@ -43,7 +63,7 @@ impl CniEnv {
             non_empty(k)
                 .ok_or_else(|| Error::new(ErrorKind::InvalidEnvironment, format!("{k} is not set")))
         };
-        if command == Command::Version {
+        if !command.is_per_attachment() {
             return Ok(CniEnv {
                 command,
                 container_id: String::new(),
@@ -100,6 +120,14 @@ mod tests {
         ])
         .unwrap();
         assert!(e.netns.is_none());
+    }
+
+    #[test]
+    fn status_and_gc_need_no_attachment() {
+        for verb in ["STATUS", "GC", "VERSION"] {
+            let e = env(&[("CNI_COMMAND", verb)]).unwrap();
+            assert!(!e.command.is_per_attachment());
+        }
     }
 
     #[test]

@@ -1,7 +1,10 @@
 //! The CNI side of natra: environment, configuration, verbs and result.
 pub mod config;
 pub mod env;
+pub mod gc;
+pub mod lock;
 pub mod result;
+pub mod status;
 pub mod verbs;
 
 pub use verbs::run;

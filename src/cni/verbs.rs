@@ -1,18 +1,13 @@
-//! ADD, DEL, CHECK and VERSION.
-use std::path::Path;
-
+//! The verbs: ADD, DEL, CHECK, VERSION, and (CNI 1.1) STATUS and GC.
 use serde_json::Value;
 
 use super::config::{NetConf, SUPPORTED_VERSIONS};
 use super::env::{CniEnv, Command};
-use super::result;
+use super::{gc, lock, result, status};
 use crate::dataplane::{self, pins};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::netlink::{self, Link};
 use crate::netns;
-
-/// BPF_FS_MAGIC from linux/magic.h.
-const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
 
 /// Runs one invocation; returns what goes on stdout (None: nothing).
 pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
@@ -24,13 +19,47 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
         return Ok(Some(result::version(&asked, SUPPORTED_VERSIONS)));
     }
     let conf = NetConf::parse(stdin)?;
+    require_verb_in_version(env.command, &conf.cni_version)?;
+    if env.command == Command::Status {
+        return status::check_ready().map(|()| None);
+    }
+    let _lock = lock::lock_node()?;
+    if env.command == Command::Gc {
+        let stdin: Value = serde_json::from_slice(stdin)
+            .context(ErrorKind::Decode, "cannot decode the GC request")?;
+        return gc::collect(&stdin).map(|_| None);
+    }
     let pins = pins::AttachmentPins::new(&pins::pin_root(), &env.container_id, &env.ifname)?;
     match env.command {
         Command::Add => add(env, &conf, &pins).map(Some),
         Command::Del => dataplane::remove(&pins).map(|()| None),
         Command::Check => check(env, &conf, &pins).map(|()| None),
-        Command::Version => unreachable!("answered above"),
+        Command::Version | Command::Status | Command::Gc => unreachable!("answered above"),
     }
+}
+
+/// Each verb exists from a spec version on (CHECK 0.4.0, STATUS/GC 1.1.0).
+fn require_verb_in_version(verb: Command, cni_version: &str) -> Result<()> {
+    let parsed: Vec<u32> = cni_version
+        .split('.')
+        .map(|p| p.parse().unwrap_or(0))
+        .collect();
+    let version = (
+        parsed.first().copied().unwrap_or(0),
+        parsed.get(1).copied().unwrap_or(0),
+        parsed.get(2).copied().unwrap_or(0),
+    );
+    let since = verb.since();
+    if version < since {
+        return Err(Error::new(
+            ErrorKind::IncompatibleVersion,
+            format!(
+                "{verb:?} needs cniVersion {}.{}.{} or later, the config has {cni_version}",
+                since.0, since.1, since.2
+            ),
+        ));
+    }
+    Ok(())
 }
 
 pub fn latest_version() -> &'static str {
@@ -52,7 +81,7 @@ fn add(env: &CniEnv, conf: &NetConf, pins: &pins::AttachmentPins) -> Result<Valu
     }
     require_prev_result(conf)?;
     let host = host_veth(env)?;
-    ensure_bpffs(&pins::pin_root())?;
+    pins::ensure_bpffs(&pins::pin_root())?;
     // A repeated ADD replaces what the earlier one made.
     dataplane::remove(pins)?;
     dataplane::install(pins, host.index, &limits)?;
@@ -136,22 +165,4 @@ fn host_veth(env: &CniEnv) -> Result<Link> {
         .with_details(format!("{host:?}")));
     }
     Ok(host)
-}
-
-/// bpffs must be mounted where the pins go, or pinning fails obscurely.
-fn ensure_bpffs(root: &Path) -> Result<()> {
-    let mut probe = root;
-    while !probe.exists() {
-        probe = probe.parent().unwrap_or(Path::new("/"));
-    }
-    let fs = nix::sys::statfs::statfs(probe)
-        .context(ErrorKind::Io, format!("cannot statfs {}", probe.display()))?;
-    if fs.filesystem_type().0 as i64 != BPF_FS_MAGIC {
-        return Err(Error::new(
-            ErrorKind::Io,
-            format!("{} is not on a bpffs", probe.display()),
-        )
-        .with_details("mount it with: mount -t bpf bpf /sys/fs/bpf"));
-    }
-    Ok(())
 }

@@ -84,6 +84,27 @@ impl AttachmentPins {
     }
 }
 
+/// BPF_FS_MAGIC from linux/magic.h.
+const BPF_FS_MAGIC: i64 = 0xcafe_4a11;
+
+/// bpffs must be mounted where the pins go, or pinning fails obscurely.
+pub fn ensure_bpffs(root: &Path) -> Result<()> {
+    let mut probe = root;
+    while !probe.exists() {
+        probe = probe.parent().unwrap_or(Path::new("/"));
+    }
+    let fs = nix::sys::statfs::statfs(probe)
+        .context(ErrorKind::Io, format!("cannot statfs {}", probe.display()))?;
+    if fs.filesystem_type().0 as i64 != BPF_FS_MAGIC {
+        return Err(Error::new(
+            ErrorKind::Io,
+            format!("{} is not on a bpffs", probe.display()),
+        )
+        .with_details("mount it with: mount -t bpf bpf /sys/fs/bpf"));
+    }
+    Ok(())
+}
+
 pub fn remove_if_present(path: &Path) -> Result<()> {
     match fs::remove_file(path) {
         Err(e) if e.kind() != io::ErrorKind::NotFound => {

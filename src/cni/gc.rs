@@ -1,0 +1,104 @@
+//! GC (CNI 1.1): remove the state of every attachment the runtime no longer
+//! lists as valid, including links left defunct by a vanished veth and the
+//! leftovers of an ADD that was killed half-way.
+use std::collections::HashSet;
+use std::fs;
+use std::io;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use crate::dataplane::{self, pins};
+use crate::error::{Error, ErrorKind, Result};
+
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Attachment {
+    #[serde(rename = "containerID")]
+    container_id: String,
+    ifname: String,
+}
+
+/// The attachments the runtime keeps: `cni.dev/valid-attachments` (the spec's
+/// key) and `cni.dev/attachments` (what some libcni versions send), merged.
+fn valid_dir_names(stdin: &Value) -> Result<HashSet<String>> {
+    let mut names = HashSet::new();
+    for key in ["cni.dev/valid-attachments", "cni.dev/attachments"] {
+        let Some(list) = stdin.get(key) else { continue };
+        let list: Vec<Attachment> = serde_json::from_value(list.clone()).map_err(|e| {
+            Error::new(ErrorKind::Decode, format!("cannot decode {key}")).with_details(e)
+        })?;
+        for a in list {
+            match pins::attachment_dir_name(&a.container_id, &a.ifname) {
+                Ok(name) => {
+                    names.insert(name);
+                }
+                // natra never made state for a name it refuses.
+                Err(e) => log::warn!("GC: ignoring listed attachment: {e}"),
+            }
+        }
+    }
+    Ok(names)
+}
+
+/// Removes every attachment directory under the pin root that is not listed.
+/// Returns the directory names removed.
+pub fn collect(stdin: &Value) -> Result<Vec<String>> {
+    let keep = valid_dir_names(stdin)?;
+    let root = pins::pin_root();
+    let entries = match fs::read_dir(&root) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(Error::new(ErrorKind::Io, "cannot list the pin root")
+                .with_details(format!("{}: {e}", root.display())))
+        }
+    };
+    let mut removed = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if keep.contains(&name) || !entry.path().is_dir() {
+            continue;
+        }
+        dataplane::remove(&pins::AttachmentPins { dir: entry.path() })?;
+        log::info!("GC: removed stale attachment {name}");
+        removed.push(name);
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn both_keys_are_read_and_merged() {
+        let stdin = json!({
+            "cniVersion": "1.1.0",
+            "cni.dev/valid-attachments": [{"containerID": "a", "ifname": "eth0"}],
+            "cni.dev/attachments": [{"containerID": "b.c", "ifname": "eth0"}]
+        });
+        let names = valid_dir_names(&stdin).unwrap();
+        assert_eq!(
+            names,
+            HashSet::from(["a:eth0".to_string(), "b~c:eth0".to_string()])
+        );
+    }
+
+    #[test]
+    fn hostile_entries_are_skipped_not_fatal() {
+        let stdin = json!({"cni.dev/valid-attachments": [
+            {"containerID": "../x", "ifname": "eth0"}, {"containerID": "ok", "ifname": "eth0"}]});
+        assert_eq!(
+            valid_dir_names(&stdin).unwrap(),
+            HashSet::from(["ok:eth0".to_string()])
+        );
+    }
+
+    #[test]
+    fn a_malformed_list_is_a_decode_error() {
+        let stdin = json!({"cni.dev/valid-attachments": [{"containerID": 5}]});
+        assert_eq!(valid_dir_names(&stdin).unwrap_err().kind, ErrorKind::Decode);
+    }
+}
