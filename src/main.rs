@@ -2,22 +2,8 @@
 use std::io::{Read, Write};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
 use natra::cni::{self, env::CniEnv};
 use natra::error::{Error, ErrorKind};
-
-#[derive(Parser)]
-#[command(name = "natra", about = "Pod bandwidth limiter (chained CNI plugin)")]
-struct Cli {
-    #[command(subcommand)]
-    command: CliCommand,
-}
-
-#[derive(Subcommand)]
-enum CliCommand {
-    /// Print natra's version.
-    Version,
-}
 
 fn main() -> ExitCode {
     env_logger::Builder::from_env(env_logger::Env::default().filter_or("NATRA_LOG", "info"))
@@ -27,10 +13,7 @@ fn main() -> ExitCode {
     if std::env::var_os("CNI_COMMAND").is_some() {
         return run_cni();
     }
-    match Cli::parse().command {
-        CliCommand::Version => println!("natra {}", env!("CARGO_PKG_VERSION")),
-    }
-    ExitCode::SUCCESS
+    natra::cli::run()
 }
 
 /// The CNI codes of natra's errors: the spec's where one fits, 100+ otherwise.

@@ -1,0 +1,102 @@
+//! natra's command line, used when CNI_COMMAND is not set.
+pub mod install;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "natra",
+    version,
+    about = "Pod bandwidth limiter (chained CNI plugin)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: CliCommand,
+}
+
+#[derive(Subcommand)]
+enum CliCommand {
+    /// Print natra's version.
+    Version,
+    /// Copy this binary into the CNI bin dir and chain natra after the node's main CNI config.
+    Install {
+        #[arg(long, default_value = "/etc/cni/net.d")]
+        cni_conf_dir: PathBuf,
+        #[arg(long, default_value = "/opt/cni/bin")]
+        cni_bin_dir: PathBuf,
+        /// Also mount bpffs here unless it already is one.
+        #[arg(long)]
+        bpffs: Option<PathBuf>,
+    },
+    /// Remove what `natra install` wrote.
+    Uninstall {
+        #[arg(long, default_value = "/etc/cni/net.d")]
+        cni_conf_dir: PathBuf,
+        #[arg(long, default_value = "/opt/cni/bin")]
+        cni_bin_dir: PathBuf,
+    },
+}
+
+pub fn run() -> ExitCode {
+    let outcome = match Cli::parse().command {
+        CliCommand::Version => {
+            println!("natra {}", env!("CARGO_PKG_VERSION"));
+            Ok(())
+        }
+        CliCommand::Install {
+            cni_conf_dir,
+            cni_bin_dir,
+            bpffs,
+        } => bpffs
+            .map_or(Ok(()), |path| {
+                install::ensure_bpffs_mounted(&path).map(|mounted| {
+                    if mounted {
+                        println!("mounted bpffs at {}", path.display());
+                    }
+                })
+            })
+            .and_then(|()| {
+                std::env::current_exe().map_err(|e| {
+                    crate::error::Error::new(crate::error::ErrorKind::Io, "cannot find own binary")
+                        .with_details(e)
+                })
+            })
+            .and_then(|exe| install::install(&cni_conf_dir, &cni_bin_dir, &exe))
+            .map(|done| {
+                println!(
+                    "{} {} (chained after {}) and {}",
+                    if done.changed {
+                        "installed"
+                    } else {
+                        "already installed:"
+                    },
+                    done.conflist.display(),
+                    done.main_config.display(),
+                    done.binary.display()
+                );
+            }),
+        CliCommand::Uninstall {
+            cni_conf_dir,
+            cni_bin_dir,
+        } => install::uninstall(&cni_conf_dir, &cni_bin_dir).map(|changed| {
+            println!(
+                "{}",
+                if changed {
+                    "uninstalled"
+                } else {
+                    "nothing to uninstall"
+                }
+            );
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
