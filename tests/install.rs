@@ -136,10 +136,7 @@ fn installing_again_is_a_byte_identical_no_op() {
     fs::write(d.conf.join("10-flannel.conflist"), FLANNEL).unwrap();
     ok(&d.natra("install"));
     let path = d.conf.join("00-natra.conflist");
-    let (before, inode) = (
-        fs::read(&path).unwrap(),
-        fs::metadata(&path).unwrap().ino(),
-    );
+    let (before, inode) = (fs::read(&path).unwrap(), fs::metadata(&path).unwrap().ino());
     let bin_inode = fs::metadata(d.bin.join("natra")).unwrap().ino();
     let stdout = ok(&d.natra("install"));
     assert!(stdout.starts_with("already installed"), "{stdout}");
@@ -196,7 +193,10 @@ fn a_read_only_conf_dir_is_a_clear_error() {
     fs::write(d.conf.join("10-flannel.conflist"), FLANNEL).unwrap();
     make_read_only(&d.conf);
     let out = d.natra("install");
-    assert!(!out.status.success(), "install into a read-only dir succeeded");
+    assert!(
+        !out.status.success(),
+        "install into a read-only dir succeeded"
+    );
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.contains("cannot write") && stderr.contains("00-natra.conflist"),
