@@ -3,6 +3,7 @@ pub mod config;
 pub mod env;
 pub mod gc;
 pub mod lock;
+pub mod quantity;
 pub mod result;
 pub mod status;
 pub mod verbs;
