@@ -3,7 +3,7 @@ CARGO ?= cargo
 ROOT := $(shell id -u)
 BPF_SOURCES := $(wildcard bpf/*.c bpf/lib/*.h include/natra.h)
 
-.PHONY: all deps bpffs build test lint fmt demo vmlinux clean
+.PHONY: all deps bpffs build test lint fmt fuzz demo vmlinux clean
 
 all: build
 
@@ -34,6 +34,10 @@ else
 	@echo "=================================================================="
 	$(CARGO) test
 endif
+
+# The parser property tests, run far longer than in `make test`.
+fuzz:
+	NATRA_FUZZ_ITERS=20000000 $(CARGO) test --release --lib quantity -- --nocapture
 
 fmt:
 	$(CARGO) fmt
