@@ -6,3 +6,4 @@ pub mod error;
 pub mod limits;
 pub mod netlink;
 pub mod netns;
+pub mod qdisc;
