@@ -3,8 +3,10 @@ pub mod config;
 pub mod env;
 pub mod gc;
 pub mod lock;
+pub mod policy;
 pub mod quantity;
 pub mod result;
+pub mod sources;
 pub mod status;
 pub mod verbs;
 

@@ -3,6 +3,7 @@ use serde_json::Value;
 
 use super::config::{NetConf, SUPPORTED_VERSIONS};
 use super::env::{CniEnv, Command};
+use super::policy::FailurePolicy;
 use super::{gc, lock, result, status};
 use crate::dataplane::{self, pins};
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -31,7 +32,31 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
     }
     let pins = pins::AttachmentPins::new(&pins::pin_root(), &env.container_id, &env.ifname)?;
     match env.command {
-        Command::Add => add(env, &conf, &pins).map(Some),
+        Command::Add => {
+            let raw: Value = serde_json::from_slice(stdin)
+                .context(ErrorKind::Decode, "cannot decode the network configuration")?;
+            let policy = FailurePolicy::from_netconf(&raw)?;
+            match add(env, &conf, &pins) {
+                Err(e) if policy == FailurePolicy::Ignore => {
+                    // install() rolled back; make sure of it before letting the Pod run.
+                    let cleanup = dataplane::remove(&pins);
+                    log::error!(
+                        "failurePolicy=ignore: {}:{} starts UNLIMITED: {e}{}",
+                        env.container_id,
+                        env.ifname,
+                        cleanup
+                            .err()
+                            .map(|c| format!(" (cleanup: {c})"))
+                            .unwrap_or_default()
+                    );
+                    Ok(Some(result::passthrough(
+                        conf.prev_result.as_ref(),
+                        &conf.cni_version,
+                    )))
+                }
+                other => other.map(Some),
+            }
+        }
         Command::Del => dataplane::remove(&pins).map(|()| None),
         Command::Check => check(env, &conf, &pins).map(|()| None),
         Command::Version | Command::Status | Command::Gc => unreachable!("answered above"),

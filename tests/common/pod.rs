@@ -163,6 +163,15 @@ impl TestNet {
     /// `test` must be short and hold only `[a-z0-9-]` (it names netns,
     /// container IDs and the bpffs pin root, which refuses `.`).
     pub fn new(test: &str, subnet: u8) -> TestNet {
+        Self::with_natra(
+            test,
+            subnet,
+            json!({ "type": "natra", "capabilities": { "bandwidth": true } }),
+        )
+    }
+
+    /// Like `new`, with natra's conflist entry given (extra netconf fields).
+    pub fn with_natra(test: &str, subnet: u8, natra: Value) -> TestNet {
         assert!(
             test.chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-'),
@@ -194,7 +203,7 @@ impl TestNet {
                         "dataDir": ipam_dir,
                     }
                 },
-                { "type": "natra", "capabilities": { "bandwidth": true } }
+                natra
             ]
         });
         let conf = work.join("net.conflist");
