@@ -1,4 +1,5 @@
 //! natra's command line, used when CNI_COMMAND is not set.
+pub mod inspect;
 pub mod install;
 
 use std::path::PathBuf;
@@ -21,6 +22,18 @@ struct Cli {
 enum CliCommand {
     /// Print natra's version.
     Version,
+    /// Show every Pod interface natra limits: hooks, limits, memory, counters.
+    Inspect {
+        /// Print JSON instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print natra's counters per Pod interface and direction.
+    Stats {
+        /// Print the Prometheus text format (node_exporter textfile collector).
+        #[arg(long)]
+        prometheus: bool,
+    },
     /// Copy this binary into the CNI bin dir and chain natra after the node's main CNI config.
     Install {
         #[arg(long, default_value = "/etc/cni/net.d")]
@@ -40,11 +53,37 @@ enum CliCommand {
     },
 }
 
+/// Writes to stdout; a closed pipe (`natra inspect | head`) is not an error.
+fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().lock().write_all(text.as_bytes());
+}
+
 pub fn run() -> ExitCode {
     let outcome = match Cli::parse().command {
         CliCommand::Version => {
             println!("natra {}", env!("CARGO_PKG_VERSION"));
             Ok(())
+        }
+        CliCommand::Inspect { json } => inspect::inspect_all(&crate::dataplane::pins::pin_root())
+            .map(|all| {
+                if json {
+                    emit(&format!(
+                        "{}\n",
+                        serde_json::to_string_pretty(&all).expect("JSON")
+                    ));
+                } else {
+                    emit(&inspect::inspect_text(&all));
+                }
+            }),
+        CliCommand::Stats { prometheus } => {
+            inspect::inspect_all(&crate::dataplane::pins::pin_root()).map(|all| {
+                if prometheus {
+                    emit(&inspect::prometheus(&all));
+                } else {
+                    emit(&inspect::stats_table(&all));
+                }
+            })
         }
         CliCommand::Install {
             cni_conf_dir,

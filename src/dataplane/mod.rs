@@ -2,6 +2,7 @@
 //! Pod interface, attach a program per limited direction to the host-side
 //! veth with tcx, pin everything, and read it back.
 pub mod attach;
+pub mod btf_json;
 pub mod clsact;
 pub mod maps;
 pub mod pins;
