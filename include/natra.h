@@ -50,4 +50,31 @@ struct natra_counters {
 	__u64 non_ip_packets;	 /* ARP and friends: charged, never ECN-marked */
 };
 
+/* Where ADD attached a Pod interface's programs (docs/cni.md, attach modes).
+ * Host side: the host-side veth (pod_ingress at its egress, pod_egress at its
+ * ingress); Pod side: the Pod's own interface inside its netns (pod_ingress at
+ * its ingress, pod_egress at its egress). */
+enum natra_attach_mode {
+	NATRA_ATTACH_NONE = 0, /* no record written yet */
+	NATRA_ATTACH_TCX_HOSTSIDE = 1,
+	NATRA_ATTACH_TCX_PODSIDE = 2,
+	NATRA_ATTACH_CLSACT_HOSTSIDE = 3,
+	NATRA_ATTACH_CLSACT_PODSIDE = 4,
+};
+
+/* struct natra_attachment.flags */
+#define NATRA_ATTACH_OWNS_CLSACT (1U << 0) /* natra created the clsact qdisc it uses */
+#define NATRA_ATTACH_OWNS_FQ (1U << 1)	   /* natra installed fq as the Pod's root qdisc */
+#define NATRA_ATTACH_EDT (1U << 2)	   /* EDT pacing on: fq on the Pod's interface */
+
+/* What ADD did for one Pod interface (map natra_attach, key 0), so that DEL,
+ * CHECK and GC undo or verify exactly that. Written by the control plane
+ * only; the programs never read it. */
+struct natra_attachment {
+	enum natra_attach_mode mode;
+	__u32 host_ifindex; /* host-side veth, in the host netns */
+	__u32 pod_ifindex;  /* the Pod's interface, in the Pod's netns */
+	__u32 flags;	    /* NATRA_ATTACH_* */
+};
+
 #endif /* NATRA_H */

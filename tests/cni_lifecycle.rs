@@ -18,7 +18,8 @@ use serde_json::Value;
 const RATE_BITS: u64 = 20_000_000;
 const RATE_BYTES: u64 = RATE_BITS / 8;
 
-const ALL_PINS: [&str; 5] = [
+const ALL_PINS: [&str; 6] = [
+    "attachment",
     "bucket",
     "config",
     "counters",
@@ -189,7 +190,13 @@ fn egress_only_limit_attaches_only_pod_egress() {
     let veth = host_veth(&result);
     assert_eq!(
         pod.pins(),
-        names(&["bucket", "config", "counters", "pod_egress_link"]),
+        names(&[
+            "attachment",
+            "bucket",
+            "config",
+            "counters",
+            "pod_egress_link"
+        ]),
         "only the limited direction gets a link"
     );
     let ifindex = host_ifindex(&veth);

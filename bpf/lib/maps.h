@@ -24,4 +24,12 @@ struct {
 	__type(value, struct natra_counters);
 } natra_stats SEC(".maps");
 
+/* What ADD attached where (key 0), pinned as `attachment`; control plane only. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct natra_attachment);
+} natra_attach SEC(".maps");
+
 #endif /* NATRA_MAPS_H */

@@ -60,7 +60,8 @@ pub fn collect(stdin: &Value) -> Result<Vec<String>> {
         if keep.contains(&name) || !entry.path().is_dir() {
             continue;
         }
-        dataplane::remove(&pins::AttachmentPins { dir: entry.path() })?;
+        // No netns: a Pod-side clsact filter or fq goes with the Pod's netns.
+        dataplane::remove(&pins::AttachmentPins { dir: entry.path() }, None)?;
         log::info!("GC: removed stale attachment {name}");
         removed.push(name);
     }

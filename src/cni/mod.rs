@@ -3,6 +3,7 @@ pub mod config;
 pub mod env;
 pub mod gc;
 pub mod lock;
+pub mod options;
 pub mod policy;
 pub mod quantity;
 pub mod result;

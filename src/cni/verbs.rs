@@ -4,8 +4,8 @@ use serde_json::Value;
 use super::config::{NetConf, SUPPORTED_VERSIONS};
 use super::env::{CniEnv, Command};
 use super::policy::FailurePolicy;
-use super::{gc, lock, result, status};
-use crate::dataplane::{self, pins};
+use super::{gc, lock, options, result, status};
+use crate::dataplane::{self, modes, pins};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::netlink::{self, Link};
 use crate::netns;
@@ -36,10 +36,10 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
             let raw: Value = serde_json::from_slice(stdin)
                 .context(ErrorKind::Decode, "cannot decode the network configuration")?;
             let policy = FailurePolicy::from_netconf(&raw)?;
-            match add(env, &conf, &pins) {
+            match options::parse(stdin).and_then(|opts| add(env, &conf, &opts, &pins)) {
                 Err(e) if policy == FailurePolicy::Ignore => {
                     // install() rolled back; make sure of it before letting the Pod run.
-                    let cleanup = dataplane::remove(&pins);
+                    let cleanup = dataplane::remove(&pins, env.netns.as_deref());
                     log::error!(
                         "failurePolicy=ignore: {}:{} starts UNLIMITED: {e}{}",
                         env.container_id,
@@ -57,8 +57,8 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
                 other => other.map(Some),
             }
         }
-        Command::Del => dataplane::remove(&pins).map(|()| None),
-        Command::Check => check(env, &conf, &pins).map(|()| None),
+        Command::Del => dataplane::remove(&pins, env.netns.as_deref()).map(|()| None),
+        Command::Check => check(env, &conf, &options::parse(stdin)?, &pins).map(|()| None),
         Command::Version | Command::Status | Command::Gc => unreachable!("answered above"),
     }
 }
@@ -91,12 +91,17 @@ pub fn latest_version() -> &'static str {
     SUPPORTED_VERSIONS.last().expect("at least one version")
 }
 
-fn add(env: &CniEnv, conf: &NetConf, pins: &pins::AttachmentPins) -> Result<Value> {
+fn add(
+    env: &CniEnv,
+    conf: &NetConf,
+    opts: &modes::Options,
+    pins: &pins::AttachmentPins,
+) -> Result<Value> {
     let limits = conf.pod_limits()?;
     let passthrough = result::passthrough(conf.prev_result.as_ref(), &conf.cni_version);
     if limits.is_unlimited() {
         // Still clear what an earlier ADD of this attachment may have left.
-        dataplane::remove(pins)?;
+        dataplane::remove(pins, env.netns.as_deref())?;
         log::info!(
             "{}:{}: no bandwidth limit requested; nothing loaded",
             env.container_id,
@@ -105,15 +110,17 @@ fn add(env: &CniEnv, conf: &NetConf, pins: &pins::AttachmentPins) -> Result<Valu
         return Ok(passthrough);
     }
     require_prev_result(conf)?;
-    let host = host_veth(env)?;
+    let (host, target) = pod_target(env)?;
     pins::ensure_bpffs(&pins::pin_root())?;
     // A repeated ADD replaces what the earlier one made.
-    dataplane::remove(pins)?;
-    dataplane::install(pins, host.index, &limits)?;
+    dataplane::remove(pins, Some(&target.netns))?;
+    let installed = dataplane::install(pins, &target, &limits, opts)?;
     log::info!(
-        "{}:{}: limited on host veth {} (ifindex {}): {:?}",
+        "{}:{}: limited with attachMode {} (EDT {}), host veth {} (ifindex {}): {:?}",
         env.container_id,
         env.ifname,
+        installed.mode,
+        if installed.edt { "on" } else { "off" },
         host.name,
         host.index,
         limits
@@ -121,7 +128,12 @@ fn add(env: &CniEnv, conf: &NetConf, pins: &pins::AttachmentPins) -> Result<Valu
     Ok(passthrough)
 }
 
-fn check(env: &CniEnv, conf: &NetConf, pins: &pins::AttachmentPins) -> Result<()> {
+fn check(
+    env: &CniEnv,
+    conf: &NetConf,
+    opts: &modes::Options,
+    pins: &pins::AttachmentPins,
+) -> Result<()> {
     require_prev_result(conf)?;
     let limits = conf.pod_limits()?;
     if limits.is_unlimited() {
@@ -134,8 +146,8 @@ fn check(env: &CniEnv, conf: &NetConf, pins: &pins::AttachmentPins) -> Result<()
         }
         return Ok(());
     }
-    let host = host_veth(env)?;
-    dataplane::verify(pins, host.index, &limits)
+    let (_, target) = pod_target(env)?;
+    dataplane::verify(pins, &target, &limits, opts)
 }
 
 fn require_prev_result(conf: &NetConf) -> Result<()> {
@@ -149,8 +161,9 @@ fn require_prev_result(conf: &NetConf) -> Result<()> {
 }
 
 /// The host side of the Pod's veth, found from the Pod interface's peer
-/// ifindex; prevResult is not trusted for it (several main plugins omit it).
-fn host_veth(env: &CniEnv) -> Result<Link> {
+/// ifindex (prevResult is not trusted for it: several main plugins omit it),
+/// and both ends as the attach modes need them.
+fn pod_target(env: &CniEnv) -> Result<(Link, modes::Target)> {
     let netns = env
         .netns
         .as_deref()
@@ -189,5 +202,11 @@ fn host_veth(env: &CniEnv) -> Result<Link> {
         )
         .with_details(format!("{host:?}")));
     }
-    Ok(host)
+    let target = modes::Target {
+        netns: netns.to_path_buf(),
+        pod_ifname: pod.name.clone(),
+        pod_ifindex: pod.index,
+        host_ifindex: host.index,
+    };
+    Ok((host, target))
 }

@@ -1,18 +1,23 @@
 //! natra's BPF dataplane as the control plane sees it: load one skeleton per
 //! Pod interface, attach a program per limited direction to the host-side
-//! veth with tcx, pin everything, and read it back.
+//! veth with tcx (or as another attach mode says, modes.rs), pin everything,
+//! and read it back.
 pub mod attach;
 pub mod btf_json;
 pub mod clsact;
+pub mod edt;
 pub mod maps;
+pub mod modes;
 pub mod pins;
+pub mod record;
 pub mod skeleton;
 
 use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
+use std::path::Path;
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-use libbpf_rs::{Link, MapHandle, ProgramAttachType};
+use libbpf_rs::{MapHandle, ProgramAttachType};
 
 use self::pins::{AttachmentPins, BUCKET_MAP, CONFIG_MAP, COUNTERS_MAP};
 use self::skeleton::types::natra_direction;
@@ -80,34 +85,29 @@ impl Direction {
     }
 }
 
-/// Loads, configures, attaches and pins the dataplane for one Pod interface.
-/// On failure nothing stays behind: no attached program, no pin.
-pub fn install(pins: &AttachmentPins, host_ifindex: u32, limits: &PodLimits) -> Result<()> {
-    let mut attached: Vec<Link> = Vec::new();
-    let result = install_inner(pins, host_ifindex, limits, &mut attached);
-    if let Err(e) = &result {
-        log::warn!(
-            "install into {} failed ({e}); rolling back",
-            pins.dir.display()
-        );
-        for link in &attached {
-            if let Err(e) = link.detach() {
-                log::warn!("rollback: detach failed: {e}");
-            }
-        }
-        if let Err(e) = pins.remove_all() {
-            log::warn!("rollback: {e}");
-        }
-    }
-    result
+/// Loads, configures, attaches (in the attach mode `opts` asks for, see
+/// modes.rs, after the EDT probe of edt.rs) and pins the dataplane for one
+/// Pod interface. On failure nothing stays behind: no attached program, no
+/// pin, no qdisc natra made.
+pub fn install(
+    pins: &AttachmentPins,
+    target: &modes::Target,
+    limits: &PodLimits,
+    opts: &modes::Options,
+) -> Result<modes::Installed> {
+    modes::install(pins, target, opts, |stage| {
+        install_inner(pins, target, limits, stage)
+    })
 }
 
+/// One load of the dataplane, attached in the first of `stage.modes` that
+/// works; modes::install cleans up after a failure.
 fn install_inner(
     pins: &AttachmentPins,
-    host_ifindex: u32,
+    target: &modes::Target,
     limits: &PodLimits,
-    attached: &mut Vec<Link>,
-) -> Result<()> {
+    stage: &modes::Stage,
+) -> Result<modes::AttachMode> {
     let mut storage = MaybeUninit::uninit();
     let mut open = NatraSkelBuilder::default()
         .open(&mut storage)
@@ -127,6 +127,14 @@ fn install_inner(
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .context(ErrorKind::Dataplane, "cannot read CLOCK_MONOTONIC")?;
     let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
+    // MERGE(edt): EDT pacing is on for this load (fq is the root qdisc of the
+    // Pod's interface and the mode is Pod-side): set NATRA_CFG_EDT in
+    // natra_config.flags from `edt` when writing the config below.
+    let edt = stage.edt;
+    log::debug!(
+        "writing the config with EDT {}",
+        if edt { "on" } else { "off" }
+    );
     for dir in Direction::ALL {
         if let Some(params) = dir.limit(limits) {
             maps::write_config(skel.maps.natra_cfg.as_fd(), dir, &params)?;
@@ -136,36 +144,15 @@ fn install_inner(
     pins.create()?;
     pin_maps(&mut skel, pins)?;
 
-    let fail_after: Option<usize> = std::env::var(FAIL_AFTER_ATTACHES_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok());
-    for dir in Direction::ALL {
-        if dir.limit(limits).is_none() {
-            continue;
-        }
-        let prog = match dir {
-            Direction::PodIngress => &skel.progs.pod_ingress,
-            Direction::PodEgress => &skel.progs.pod_egress,
-        };
-        let mut link = attach::attach_tcx(prog, host_ifindex)?;
-        let pin = pins.link(dir.program_name());
-        let pinned = link.pin(&pin);
-        attached.push(link);
-        pinned.context(
-            ErrorKind::Dataplane,
-            format!("cannot pin link {}", pin.display()),
-        )?;
-        if fail_after == Some(attached.len()) {
-            return Err(Error::new(
-                ErrorKind::Dataplane,
-                format!(
-                    "{FAIL_AFTER_ATTACHES_ENV} fault injected after {} attach(es)",
-                    attached.len()
-                ),
-            ));
-        }
-    }
-    Ok(())
+    let progs: Vec<_> = Direction::ALL
+        .into_iter()
+        .filter(|dir| dir.limit(limits).is_some())
+        .map(|dir| match dir {
+            Direction::PodIngress => (dir, skel.progs.pod_ingress.as_fd()),
+            Direction::PodEgress => (dir, skel.progs.pod_egress.as_fd()),
+        })
+        .collect();
+    modes::attach_stage(pins, target, &progs, skel.maps.natra_attach.as_fd(), stage)
 }
 
 fn pin_maps(skel: &mut NatraSkel<'_>, pins: &AttachmentPins) -> Result<()> {
@@ -184,7 +171,10 @@ fn pin_maps(skel: &mut NatraSkel<'_>, pins: &AttachmentPins) -> Result<()> {
 }
 
 /// Detaches and unpins everything of one Pod interface; absent is fine.
-pub fn remove(pins: &AttachmentPins) -> Result<()> {
+/// `netns`: the Pod's netns if there still is one (Pod-side attach modes and
+/// natra's fq are undone inside it).
+pub fn remove(pins: &AttachmentPins, netns: Option<&Path>) -> Result<()> {
+    modes::remove(pins, netns)?;
     for dir in Direction::ALL {
         attach::detach_pinned(&pins.link(dir.program_name()))?;
     }
@@ -192,7 +182,12 @@ pub fn remove(pins: &AttachmentPins) -> Result<()> {
 }
 
 /// Reads the kernel's state back and compares it with what ADD would make.
-pub fn verify(pins: &AttachmentPins, host_ifindex: u32, limits: &PodLimits) -> Result<()> {
+pub fn verify(
+    pins: &AttachmentPins,
+    target: &modes::Target,
+    limits: &PodLimits,
+    opts: &modes::Options,
+) -> Result<()> {
     if !pins.exists() {
         return Err(Error::new(
             ErrorKind::CheckMismatch,
@@ -203,10 +198,10 @@ pub fn verify(pins: &AttachmentPins, host_ifindex: u32, limits: &PodLimits) -> R
         ErrorKind::CheckMismatch,
         format!("config map pin in {} is missing", pins.dir.display()),
     )?;
+    let record = modes::verify_record(pins, target, opts)?;
     for dir in Direction::ALL {
-        let link_pin = pins.link(dir.program_name());
         let Some(params) = dir.limit(limits) else {
-            if link_pin.exists() {
+            if modes::direction_attached(pins, dir) {
                 return Err(Error::new(
                     ErrorKind::CheckMismatch,
                     format!(
@@ -217,19 +212,7 @@ pub fn verify(pins: &AttachmentPins, host_ifindex: u32, limits: &PodLimits) -> R
             }
             continue;
         };
-        let target = attach::pinned_tcx_target(&link_pin)?;
-        if target.ifindex != host_ifindex || target.attach_type != dir.host_veth_hook() as u32 {
-            return Err(Error::new(
-                ErrorKind::CheckMismatch,
-                format!("{} is attached elsewhere", dir.program_name()),
-            )
-            .with_details(format!(
-                "expected ifindex {host_ifindex} {:?}, found ifindex {} {:?}",
-                dir.host_veth_hook(),
-                target.ifindex,
-                target.attach_type
-            )));
-        }
+        modes::verify_direction(pins, &record, target, dir)?;
         let found = maps::read_config(config.as_fd(), dir)?;
         let expected = maps::config_for(dir, &params);
         if (

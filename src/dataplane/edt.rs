@@ -1,0 +1,100 @@
+//! The EDT probe: EDT pacing needs fq as the root qdisc of the Pod's
+//! interface, where natra's Pod-side egress program stamps departure times
+//! that fq then honours. `edtPacing` decides what happens when fq cannot be
+//! had: `auto` falls back to policing (one `EDT off: …` log line says why),
+//! `on` fails the ADD, `off` never touches a qdisc.
+//!
+//! fq is installed with natra's handle (`4e54:`, see crate::qdisc), which
+//! marks it as natra's: DEL removes only such an fq, never one the operator
+//! or the image configured.
+use std::path::Path;
+
+use super::modes::{EdtPacing, ModeChoice, Options, Target};
+use crate::error::{Error, ErrorKind, Result};
+use crate::netns;
+use crate::qdisc::{self, RootOutcome, NATRA_ROOT_HANDLE};
+
+/// What the probe found on the Pod's interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fq {
+    /// fq is the root qdisc: EDT can pace.
+    pub available: bool,
+    /// natra installed it (DEL and a failed ADD remove it).
+    pub owned: bool,
+}
+
+const NO_FQ: Fq = Fq {
+    available: false,
+    owned: false,
+};
+
+/// Makes sure fq is the root of the Pod's interface when EDT may be used.
+pub fn probe(target: &Target, opts: &Options) -> Result<Fq> {
+    let ifname = &target.pod_ifname;
+    if opts.edt == EdtPacing::Off {
+        log::info!("EDT off: edtPacing is off");
+        return Ok(NO_FQ);
+    }
+    if let ModeChoice::Explicit(mode) = opts.mode {
+        if !mode.is_pod_side() {
+            if opts.edt == EdtPacing::On {
+                return Err(Error::new(
+                    ErrorKind::InvalidConfig,
+                    format!(
+                        "edtPacing on needs a Pod-side attachMode: fq on the Pod's {ifname} \
+                         cannot pace what {mode} polices on the host veth"
+                    ),
+                ));
+            }
+            log::info!(
+                "EDT off: attachMode {mode} attaches on the host side, where fq cannot pace"
+            );
+            return Ok(NO_FQ);
+        }
+    }
+    let ifindex = target.pod_ifindex;
+    match netns::run_in_netns(&target.netns, move || qdisc::install_fq_root(ifindex)) {
+        Ok(RootOutcome::Installed) => {
+            log::info!("EDT on: fq is the root qdisc of the Pod's {ifname} (installed by natra)");
+            Ok(Fq {
+                available: true,
+                owned: true,
+            })
+        }
+        Ok(RootOutcome::AlreadyPresent) => {
+            log::info!("EDT on: the Pod's {ifname} already has fq as its root qdisc");
+            Ok(Fq {
+                available: true,
+                owned: false,
+            })
+        }
+        Err(e) if opts.edt == EdtPacing::On => Err(Error::new(
+            ErrorKind::Dataplane,
+            format!(
+                "edtPacing on: fq cannot be installed on the Pod's {ifname}: {}",
+                e.msg
+            ),
+        )
+        .with_details(e.details)),
+        Err(e) => {
+            log::info!("EDT off: fq unavailable: {e}");
+            Ok(NO_FQ)
+        }
+    }
+}
+
+/// Removes the root fq of `pod_ifindex` in `netns` if natra installed it
+/// (natra's handle); anything else is left alone.
+pub fn remove_natra_fq(netns: &Path, pod_ifindex: u32) -> Result<()> {
+    netns::run_in_netns(netns, move || match qdisc::root_qdisc(pod_ifindex)? {
+        Some(root) if root.kind.as_deref() == Some("fq") && root.handle == NATRA_ROOT_HANDLE => {
+            qdisc::remove_root_qdisc(pod_ifindex, "fq")
+        }
+        other => {
+            log::debug!(
+                "root qdisc of the Pod's ifindex {pod_ifindex} is {other:?}: not natra's fq"
+            );
+            Ok(())
+        }
+    })
+}
