@@ -37,7 +37,14 @@ endif
 
 # The parser property tests, run far longer than in `make test`.
 fuzz:
-	NATRA_FUZZ_ITERS=20000000 $(CARGO) test --release --lib quantity -- --nocapture
+	NATRA_FUZZ_ITERS=5000000 $(CARGO) test --release --lib -- cni::quantity cni::fuzz --nocapture
+
+# ns/packet of each dataplane path via BPF_PROG_RUN repeat, beside a
+# pass-through program measured in the same run (tests/bench_bpf.rs). Root.
+bench-bpf: bpffs
+	$(CARGO) test --release --test bench_bpf -- --ignored --nocapture --test-threads=1
+
+bench: bench-bpf
 
 fmt:
 	$(CARGO) fmt

@@ -182,3 +182,55 @@ fn twenty_concurrent_adds_and_dels() {
     });
     net.assert_pin_root_clean();
 }
+
+#[test]
+#[ignore = "needs root: a private mount namespace (run via make test)"]
+fn add_without_bpffs_names_the_fix_and_leaves_nothing() {
+    common::require_root();
+    let net = TestNet::new("nobpffs", 123);
+    let pod = net.pod("p");
+    let prev = pod.add(None).ok(); // ptp only: natra loads nothing without limits
+    let conf = json!({"cniVersion": "1.0.0", "name": net.net_name, "type": "natra",
+                      "runtimeConfig": {"bandwidth": {"ingressRate": RATE_BITS}},
+                      "prevResult": prev});
+    let script =
+        "while grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts; do umount /sys/fs/bpf; done; \
+                  exec \"$0\"";
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(common::natra_bin())
+        .env("CNI_COMMAND", "ADD")
+        .env("CNI_CONTAINERID", &pod.id)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_NETNS", &pod.netns_path)
+        .env("NATRA_PIN_ROOT", "/sys/fs/bpf/natra")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success(), "ADD succeeded without bpffs");
+    let err = single_json(&out);
+    assert_eq!(err["code"], 5, "{err}");
+    assert!(
+        err["details"]
+            .as_str()
+            .unwrap()
+            .contains("mount -t bpf bpf /sys/fs/bpf"),
+        "the error names the fix: {err}"
+    );
+    let veth = common::pod::host_veth(&prev);
+    let ifindex = kernel::ifindex(&veth).expect("host veth");
+    assert!(
+        kernel::tcx_link_ids_on(ifindex).is_empty(),
+        "a program was attached without bpffs"
+    );
+}

@@ -10,6 +10,7 @@ use libbpf_rs::{Link, MapCore, MapFlags, MapHandle};
 use serde_json::{json, Map, Value};
 
 use crate::dataplane::pins::{self, BUCKET_MAP, CONFIG_MAP, COUNTERS_MAP};
+use crate::dataplane::record::ATTACHMENT_MAP;
 use crate::dataplane::{btf_json, Direction};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::netlink;
@@ -86,7 +87,26 @@ fn inspect_one(dir: &Path) -> Result<Value> {
         directions.insert(direction_label(d).into(), Value::Object(entry));
     }
 
+    // clsact modes pin their programs instead of links.
+    for d in Direction::ALL {
+        let pin = crate::dataplane::modes::prog_pin(&attachment, d);
+        if let Some(id) = pinned_prog_id(&pin) {
+            prog_id.get_or_insert(id);
+            if let Some(Value::Object(entry)) = directions.get_mut(direction_label(d)) {
+                entry.insert("progId".into(), json!(id));
+            }
+            memlock += prog_memlock(id).unwrap_or(0);
+        }
+    }
     let btf = prog_id.and_then(|id| Btf::from_prog_id(id).ok());
+    let record = MapHandle::from_pinned_path(attachment.map(ATTACHMENT_MAP))
+        .ok()
+        .and_then(|map| {
+            memlock += fdinfo_memlock(map.as_fd().as_raw_fd());
+            let ty = TypeId::from(map.info().ok()?.info.btf_value_type_id);
+            let bytes = map.lookup(&0u32.to_ne_bytes(), MapFlags::ANY).ok()??;
+            Some(btf_json::render(btf.as_ref()?, ty, &bytes))
+        });
     for (map_name, field, per_cpu) in [
         (CONFIG_MAP, "config", false),
         (BUCKET_MAP, "bucket", false),
@@ -125,6 +145,7 @@ fn inspect_one(dir: &Path) -> Result<Value> {
         "ifname": ifname,
         "pinDir": dir,
         "bpfMemlockBytes": memlock,
+        "attachment": record,
         "directions": directions,
     }))
 }
@@ -155,6 +176,36 @@ fn fdinfo_memlock(fd: i32) -> u64 {
                 .and_then(|v| v.trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The id of a program pinned at `pin`, if any.
+fn pinned_prog_id(pin: &Path) -> Option<u32> {
+    use std::ffi::CString;
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::ffi::OsStrExt;
+    if !pin.exists() {
+        return None;
+    }
+    let path = CString::new(pin.as_os_str().as_bytes()).ok()?;
+    // SAFETY: path is a NUL-terminated string that outlives the call.
+    let fd = unsafe { libbpf_sys::bpf_obj_get(path.as_ptr()) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: the kernel just returned this fd to us; OwnedFd closes it once.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    let mut info = libbpf_sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<libbpf_sys::bpf_prog_info>() as u32;
+    // SAFETY: info is a writable bpf_prog_info and len its size, as the
+    // syscall expects; the kernel writes at most len bytes.
+    let rc = unsafe {
+        libbpf_sys::bpf_obj_get_info_by_fd(
+            fd.as_raw_fd(),
+            (&mut info as *mut libbpf_sys::bpf_prog_info).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(info.id)
 }
 
 fn prog_memlock(prog_id: u32) -> Option<u64> {
@@ -242,14 +293,16 @@ pub fn inspect_text(attachments: &[Value]) -> String {
     let mut out = String::new();
     for a in attachments {
         out.push_str(&format!(
-            "{} {}  (pins {}, BPF memlock {} B)\n",
+            "{} {}  mode {} flags {}  (pins {}, BPF memlock {} B)\n",
             a["containerId"].as_str().unwrap_or_default(),
             a["ifname"].as_str().unwrap_or_default(),
+            a["attachment"]["mode"].as_str().unwrap_or("?"),
+            a["attachment"]["flags"],
             a["pinDir"].as_str().unwrap_or_default(),
             a["bpfMemlockBytes"]
         ));
         for (dir, e) in a["directions"].as_object().into_iter().flatten() {
-            if e["attach"].is_null() {
+            if e["config"]["rate_bytes_per_sec"].as_u64().unwrap_or(0) == 0 {
                 out.push_str(&format!("  {dir}: not limited\n"));
                 continue;
             }

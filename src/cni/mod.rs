@@ -1,6 +1,7 @@
 //! The CNI side of natra: environment, configuration, verbs and result.
 pub mod config;
 pub mod env;
+mod fuzz;
 pub mod gc;
 pub mod lock;
 pub mod options;

@@ -41,6 +41,11 @@ use crate::error::{Context, Error, ErrorKind, Result};
 use crate::netns;
 use crate::qdisc;
 
+/// Test hook: SIGKILL the plugin itself after this many attaches, to prove
+/// that DEL and GC clean up after an ADD that died half-way (no rollback
+/// runs, as with a real kill). Never set in production.
+pub const KILL_AFTER_ATTACHES_ENV: &str = "NATRA_KILL_AFTER_ATTACHES";
+
 /// Where and how the programs are attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AttachMode {
@@ -400,6 +405,9 @@ fn attach_all(
     let fail_after: Option<usize> = std::env::var(FAIL_AFTER_ATTACHES_ENV)
         .ok()
         .and_then(|v| v.parse().ok());
+    let kill_after: Option<usize> = std::env::var(KILL_AFTER_ATTACHES_ENV)
+        .ok()
+        .and_then(|v| v.parse().ok());
     let mode = rec.mode;
     let ifindex = mode.ifindex(target.host_ifindex, target.pod_ifindex);
     for (n, &(dir, prog)) in progs.iter().enumerate() {
@@ -423,6 +431,9 @@ fn attach_all(
                 rec.flags |= OWNS_CLSACT;
                 record::write(record_map, Some(rec))?;
             }
+        }
+        if kill_after == Some(n + 1) {
+            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
         }
         if fail_after == Some(n + 1) {
             return Err(Error::new(
