@@ -1,12 +1,19 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
-/* natra dataplane: one program per limited direction of a Pod's interface. */
+/*
+ * natra dataplane: one program per limited direction of a Pod's interface.
+ * Two stages per packet (docs/dataplane.md): a Count-Min Sketch says whether
+ * the packet's flow is a mouse or heavy, then the one pod bucket of the
+ * direction charges it by its layer: mice pass down to the bottom, heavy
+ * flows only above the mice reserve, with ECN, EDT pacing (egress, when
+ * enabled) or drop beyond it.
+ */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
 #include "natra.h"
 #include "lib/parse.h"
-#include "lib/bucket.h"
+#include "lib/policy.h"
 #include "lib/stats.h"
 #include "lib/maps.h"
 
@@ -14,19 +21,23 @@
 #define NATRA_TC_NEXT (-1)
 #define NATRA_TC_DROP 2
 
-static __always_inline int limit_direction(struct __sk_buff *skb, __u32 dir)
+static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 dir)
 {
+	__u64 *cells[NATRA_SKETCH_MAX_DEPTH], *row;
 	struct natra_packet pkt;
 	struct natra_config *cfg;
 	struct natra_bucket_state *bucket;
 	struct natra_counters *stats;
 	enum natra_parse_result parsed;
 	enum natra_verdict verdict;
-	__u64 now;
+	struct natra_decision d;
+	__u64 now, h, t;
+	__u32 key = dir, idx;
+	int ect, edt, sketched = 1;
 
-	cfg = bpf_map_lookup_elem(&natra_cfg, &dir);
-	bucket = bpf_map_lookup_elem(&natra_bucket, &dir);
-	stats = bpf_map_lookup_elem(&natra_stats, &dir);
+	cfg = bpf_map_lookup_elem(&natra_cfg, &key);
+	bucket = bpf_map_lookup_elem(&natra_bucket, &key);
+	stats = bpf_map_lookup_elem(&natra_stats, &key);
 	if (!cfg || !bucket || !stats || cfg->rate_bytes_per_sec == 0)
 		return NATRA_TC_NEXT;
 
@@ -36,21 +47,59 @@ static __always_inline int limit_direction(struct __sk_buff *skb, __u32 dir)
 	else if (parsed == NATRA_PARSED_NON_IP)
 		stats->non_ip_packets++;
 
+	/* The flow's cells, looked up before the lock: no helper may be called
+	 * while a bpf_spin_lock is held (array lookups are inlined by the
+	 * verifier, but are still calls to it). Rows past the depth alias row 0. */
+	h = flow_hash(&pkt.key);
+#pragma unroll
+	for (int i = 0; i < NATRA_SKETCH_MAX_DEPTH; i++) {
+		cells[i] = i == 0 ? NULL : cells[0];
+		if (sketched && (i == 0 || i < cfg->sketch_depth)) {
+			idx = sketch_index(cfg, h, i);
+			row = bpf_map_lookup_elem(&natra_sketch, &idx);
+			/* a sketch smaller than the config says (never with
+			 * natra's control plane): no estimate, heavy */
+			if (row)
+				cells[i] = row;
+			else
+				sketched = 0;
+		}
+	}
+
 	now = bpf_ktime_get_ns();
+	ect = parsed == NATRA_PARSED_IP && pkt.ecn != 0;
+	edt = dir == NATRA_DIR_POD_EGRESS && (cfg->flags & NATRA_CFG_EDT);
+
+	/*
+	 * Concurrency: one bpf_spin_lock per direction (in the bucket's map
+	 * value) covers the epoch, the sketch's read-min-raise and the bucket's
+	 * refill+charge. Atomics could not make the conservative update (a min
+	 * over d cells, then a max into each) or the layered charge atomic, and
+	 * the critical section is a few dozen instructions without helpers.
+	 */
 	bpf_spin_lock(&bucket->lock);
-	verdict = bucket_charge(bucket, cfg, now, pkt.wire_bytes,
-				parsed == NATRA_PARSED_IP && pkt.ecn != 0);
+	policy_decide(bucket, cfg, cells, sketched, h, now, pkt.wire_bytes, ect, edt, &d);
 	bpf_spin_unlock(&bucket->lock);
+	verdict = d.verdict;
 
 	/* A clone whose header is shared cannot be marked: drop it instead,
-	 * and give its charge back, since it never went through. */
+	 * and give its charge back, since it never went through. (Its bytes stay
+	 * in the sketch: a conservative update cannot be undone, and the flow
+	 * only looks a packet heavier.) */
 	if (verdict == NATRA_VERDICT_PASS_CE && !bpf_skb_ecn_set_ce(skb)) {
 		verdict = NATRA_VERDICT_DROP;
 		bpf_spin_lock(&bucket->lock);
 		bucket_refund(bucket, cfg, pkt.wire_bytes);
 		bpf_spin_unlock(&bucket->lock);
 	}
-	stats_count_verdict(stats, verdict, pkt.wire_bytes);
+	/* EDT: a monotonic delivery time, which forwarding keeps and sch_fq
+	 * honours; never earlier than one the Pod's own stack already set. */
+	if (verdict == NATRA_VERDICT_PACE) {
+		t = now + d.delay_ns;
+		if (skb->tstamp_type != BPF_SKB_CLOCK_MONOTONIC || skb->tstamp < t)
+			bpf_skb_set_tstamp(skb, t, BPF_SKB_CLOCK_MONOTONIC);
+	}
+	stats_count_verdict(stats, verdict, d.cls, pkt.wire_bytes);
 	return verdict == NATRA_VERDICT_DROP ? NATRA_TC_DROP : NATRA_TC_NEXT;
 }
 
@@ -66,6 +115,14 @@ SEC("tc")
 int pod_egress(struct __sk_buff *skb)
 {
 	return limit_direction(skb, NATRA_DIR_POD_EGRESS);
+}
+
+/* The cost floor of a tc program under BPF_PROG_RUN, for `make bench-bpf`
+ * only: `?` keeps it from loading unless a bench asks for it. */
+SEC("?tc")
+int bench_pass_through(struct __sk_buff *skb)
+{
+	return NATRA_TC_NEXT;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

@@ -3,7 +3,7 @@
  * The one contract between natra's BPF dataplane and its Rust control plane.
  * Every struct and enum that crosses the boundary lives here, once; Rust sees
  * them through the skeleton's generated `types`, so they also reach bpftool
- * with field names through BTF.
+ * with field names through BTF. docs/dataplane.md explains the design.
  */
 #ifndef NATRA_H
 #define NATRA_H
@@ -17,31 +17,72 @@ enum natra_direction {
 
 #define NATRA_NSEC_PER_SEC 1000000000ULL
 /* Bucket levels are kept in byte-nanoseconds (bytes x 1e9) so refills are
- * exact integers; 2^32 bytes x 1e9 still fits in 63 bits. */
+ * exact integers; 2^32 bytes x 1e9 still fits in 63 bits, and so does the
+ * EDT debt below zero, which is capped at the same 2^32 bytes. */
 #define NATRA_MAX_BURST_BYTES (1ULL << 32)
+#define NATRA_MAX_EDT_DEBT_BYTES (1ULL << 32)
 
-/* Limits of one direction, written by the control plane at ADD. */
+/* Count-Min Sketch cells: (epoch << 40) | bytes. 40 bits of bytes saturate at
+ * ~1.1 TB per window; the 24-bit epoch wraps after 2^24 epochs. */
+#define NATRA_SKETCH_BYTES_BITS 40
+#define NATRA_SKETCH_BYTES_MASK ((1ULL << NATRA_SKETCH_BYTES_BITS) - 1)
+#define NATRA_SKETCH_EPOCH_MASK 0xffffffULL
+/* Rows are unrolled in the program: depth is 1..NATRA_SKETCH_MAX_DEPTH. */
+#ifndef NATRA_SKETCH_MAX_DEPTH
+#define NATRA_SKETCH_MAX_DEPTH 8
+#endif
+
+/* natra_config.flags */
+enum natra_config_flags {
+	/* Pace over-rate heavy packets with an EDT departure time (skb->tstamp)
+	 * instead of dropping them; honoured by pod_egress only. */
+	NATRA_CFG_EDT = 1,
+};
+
+/* Limits of one direction, written by the control plane at ADD. All byte
+ * amounts are bytes; the program multiplies them by 1e9 itself. */
 struct natra_config {
 	enum natra_direction direction;
-	__u32 pad;
-	__u64 rate_bytes_per_sec; /* 0: direction not limited */
-	__u64 burst_bytes;	  /* bucket depth: bytes allowed above rate */
-	__u64 ecn_band_bytes;	  /* bottom of the bucket kept for ECT packets, marked CE */
-	__u64 refill_full_ns;	  /* idle time that refills an empty bucket */
+	enum natra_config_flags flags; /* bits of enum natra_config_flags */
+	__u64 rate_bytes_per_sec;      /* 0: direction not limited */
+	__u64 burst_bytes;	       /* bucket depth: bytes allowed above rate */
+	__u64 ecn_band_bytes;	       /* heavy flows' lowest band, for ECT packets, marked CE */
+	__u64 refill_full_ns;	       /* idle time that refills the bucket from its floor */
+	__u64 mice_reserve_bytes;      /* bottom of the bucket that only mice may use */
+	__u64 edt_debt_bytes;	       /* EDT: how far below 0 the level may go (0: no EDT) */
+	__u64 edt_horizon_ns;	       /* EDT: longest delay given; beyond it, drop */
+	__u64 heavy_threshold_bytes;   /* a flow whose sketch estimate exceeds this is heavy */
+	__u64 epoch_ns;		       /* sketch epoch: half the window */
+	__u32 sketch_depth;	       /* rows, 1..NATRA_SKETCH_MAX_DEPTH */
+	__u32 sketch_width;	       /* columns per row, a power of two */
+	__u32 sketch_shift;	       /* 64 - log2(sketch_width) */
+	__u32 sketch_base;	       /* index of this direction's first cell */
 };
 
-/* Token bucket of one direction; the lock makes refill+charge atomic across CPUs. */
+/* Token bucket and sketch clock of one direction. The lock makes refill,
+ * charge and the sketch's conservative update one atomic step across CPUs. */
 struct natra_bucket_state {
 	struct bpf_spin_lock lock;
-	__u32 pad;
-	__u64 level;   /* byte-nanoseconds available, 0..burst_bytes x 1e9 */
-	__u64 last_ns; /* bpf_ktime_get_ns() of the last refill */
+	__u32 epoch;	       /* sketch epoch number (24 bits used) */
+	__s64 level;	       /* byte-ns available: -edt_debt x 1e9 .. burst x 1e9 */
+	__u64 last_ns;	       /* bpf_ktime_get_ns() of the last refill */
+	__u64 epoch_start_ns;  /* when `epoch` began; > now: the epoch never advances */
+	__u64 heavy_seen;      /* bitmap of heavy flows' hashes seen this epoch */
+	__u64 heavy_seen_prev; /* the same for the previous epoch */
 };
 
-/* Per-CPU counters of one direction. */
+/* Per-CPU counters of one direction. Every packet the program handles lands
+ * in exactly one of passed_* or dropped_*; passed = mouse + heavy; paced and
+ * CE-marked packets are heavy packets that passed. */
 struct natra_counters {
 	__u64 passed_packets;
 	__u64 passed_bytes;
+	__u64 passed_mouse_packets;
+	__u64 passed_mouse_bytes;
+	__u64 passed_heavy_packets;
+	__u64 passed_heavy_bytes;
+	__u64 paced_packets; /* given an EDT departure time in the future */
+	__u64 paced_bytes;
 	__u64 ce_marked_packets;
 	__u64 ce_marked_bytes;
 	__u64 dropped_packets;
@@ -62,19 +103,21 @@ enum natra_attach_mode {
 	NATRA_ATTACH_CLSACT_PODSIDE = 4,
 };
 
-/* struct natra_attachment.flags */
-#define NATRA_ATTACH_OWNS_CLSACT (1U << 0) /* natra created the clsact qdisc it uses */
-#define NATRA_ATTACH_OWNS_FQ (1U << 1)	   /* natra installed fq as the Pod's root qdisc */
-#define NATRA_ATTACH_EDT (1U << 2)	   /* EDT pacing on: fq on the Pod's interface */
+/* struct natra_attachment.flags: an enum, so that Rust and bpftool see the names. */
+enum natra_attach_flags {
+	NATRA_ATTACH_OWNS_CLSACT = 1 << 0, /* natra created the clsact qdisc it uses */
+	NATRA_ATTACH_OWNS_FQ = 1 << 1,	   /* natra installed fq as the Pod's root qdisc */
+	NATRA_ATTACH_EDT = 1 << 2,	   /* EDT pacing on: fq on the Pod's interface */
+};
 
 /* What ADD did for one Pod interface (map natra_attach, key 0), so that DEL,
  * CHECK and GC undo or verify exactly that. Written by the control plane
  * only; the programs never read it. */
 struct natra_attachment {
 	enum natra_attach_mode mode;
-	__u32 host_ifindex; /* host-side veth, in the host netns */
-	__u32 pod_ifindex;  /* the Pod's interface, in the Pod's netns */
-	__u32 flags;	    /* NATRA_ATTACH_* */
+	__u32 host_ifindex;	       /* host-side veth, in the host netns */
+	__u32 pod_ifindex;	       /* the Pod's interface, in the Pod's netns */
+	enum natra_attach_flags flags; /* bits of enum natra_attach_flags */
 };
 
 #endif /* NATRA_H */

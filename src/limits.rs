@@ -1,5 +1,7 @@
 //! Turning requested limits (bits/s, bits — as Kubernetes and the CNI
-//! `bandwidth` capability speak) into the dataplane's byte-based bucket.
+//! `bandwidth` capability speak) into the dataplane's parameters: the pod
+//! bucket of each direction, its layers, and the flow sketch that tells mice
+//! from heavy flows (docs/dataplane.md).
 //!
 //! Burst sanitising (docs/limits.md): containerd asks for 4294967295 bits
 //! (~512 MiB) of burst, which taken literally lets tens of seconds of traffic
@@ -21,9 +23,51 @@ pub const BURST_WINDOW_MS: u64 = 500;
 pub const BURST_FLOOR_BYTES: u64 = 128 * 1024;
 /// Largest bucket the dataplane's byte-nanosecond arithmetic holds.
 pub const BURST_CEILING_BYTES: u64 = 1 << 32;
-/// Share of the bucket kept for ECT packets, which are CE-marked when they use it.
+/// Share of the bucket, just above the mice reserve, kept for heavy ECT
+/// packets, which are CE-marked when they use it.
 pub const ECN_BAND_DIVISOR: u64 = 4;
+/// Share of the bucket at its bottom that only mice may use (R = burst / 4:
+/// 125 ms of the rate, a few dozen short replies, while heavy non-ECT
+/// traffic keeps half the bucket, 250 ms, above the 200 ms minimum RTO).
+pub const MICE_RESERVE_DIVISOR: u64 = 4;
+/// Sketch window: a flow's estimate is about its bytes over the last window;
+/// an idle flow is forgotten within one window. Epochs are half of it. The
+/// default is 1 s, stretched at low rates (below 4.2 Mbit/s) so that a
+/// window holds 8 x MIN_HEAVY_THRESHOLD_BYTES: else the 64 KiB floor of the
+/// threshold exceeds what a steady flow at the whole cap shows (rate x
+/// window / 2 at an epoch's start) and an elephant would pass for a mouse.
+pub const DEFAULT_WINDOW_MS: u64 = 1_000;
+pub const MIN_WINDOW_MS: u64 = 10;
+pub const MAX_WINDOW_MS: u64 = 10_000;
+/// Heavy threshold: `max(MIN_HEAVY_THRESHOLD_BYTES, rate x window /
+/// HEAVY_WINDOW_DIVISOR)`. A 16 KB reply is always a mouse; a flow that
+/// takes an eighth of what the pod may send in a window is heavy.
+pub const MIN_HEAVY_THRESHOLD_BYTES: u64 = 64 * 1024;
+pub const HEAVY_WINDOW_DIVISOR: u64 = 8;
+/// Sketch cells hold 40 bits of bytes; thresholds stay below their saturation.
+pub const MAX_HEAVY_THRESHOLD_BYTES: u64 = 1 << 39;
+/// Rows of the sketch: δ = e^-4 ≈ 1.8% per flow for an error above ε·N.
+pub const DEFAULT_SKETCH_DEPTH: u32 = 4;
+pub const MAX_SKETCH_DEPTH: u32 = 8;
+/// Default width: the smallest power of two with ε·N ≤ T/4 (ε = e/w,
+/// N = rate x window), at least this.
+pub const MIN_DEFAULT_SKETCH_WIDTH: u32 = 128;
+/// Bounds of a `sketchWidth` override (a power of two).
+pub const MIN_SKETCH_WIDTH: u32 = 16;
+pub const MAX_SKETCH_WIDTH: u32 = 1 << 16;
+/// What a default-sized sketch (both directions) may take; with the other
+/// maps (< 1 KiB) the pod stays under 256 KiB of BPF map memory.
+pub const SKETCH_BUDGET_BYTES: u64 = 192 * 1024;
+/// EDT: longest departure delay given to a heavy packet before dropping
+/// instead. Half the burst window: a sender hears of congestion within one
+/// RTT by loss rather than by a quarter second of queue in sch_fq, and the
+/// extra the debt lets through stays at half a burst.
+pub const DEFAULT_EDT_HORIZON_MS: u64 = 250;
+pub const MAX_EDT_HORIZON_MS: u64 = 10_000;
+/// The dataplane's cap on the EDT debt (NATRA_MAX_EDT_DEBT_BYTES).
+pub const MAX_EDT_DEBT_BYTES: u64 = 1 << 32;
 const NSEC_PER_SEC: u128 = 1_000_000_000;
+const NSEC_PER_MSEC: u64 = 1_000_000;
 
 /// What one direction asked for, in the units of the CNI capability.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -32,13 +76,63 @@ pub struct RequestedLimit {
     pub burst_bits: u64,
 }
 
-/// A direction's bucket as the dataplane runs it.
+/// The netconf's dataplane overrides (`None`: derive from the rate).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Tuning {
+    pub sketch_width: Option<u64>,
+    pub sketch_depth: Option<u64>,
+    pub heavy_threshold_bytes: Option<u64>,
+    pub window_ms: Option<u64>,
+    /// Longest EDT delay, when EDT is on (the control plane turns it on with
+    /// [`BucketParams::with_edt`] once fq is known to be there).
+    pub edt_horizon_ms: Option<u64>,
+}
+
+/// A direction's bucket and sketch as the dataplane runs them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BucketParams {
     pub rate_bytes_per_sec: u64,
     pub burst_bytes: u64,
     pub ecn_band_bytes: u64,
+    /// Idle time that refills the bucket from its floor (0, or -debt) to full.
     pub refill_full_ns: u64,
+    pub mice_reserve_bytes: u64,
+    pub heavy_threshold_bytes: u64,
+    /// Half the window.
+    pub epoch_ns: u64,
+    /// EDT pacing of heavy packets (pod egress only; see `with_edt`).
+    pub edt: bool,
+    /// Longest EDT delay (pod egress; 0 for pod ingress, which never paces).
+    pub edt_horizon_ns: u64,
+    /// How far below 0 EDT may take the bucket: horizon x rate (0 without EDT).
+    pub edt_debt_bytes: u64,
+    /// The pod's sketch geometry, the same for both directions.
+    pub sketch_width: u32,
+    pub sketch_depth: u32,
+}
+
+impl BucketParams {
+    /// Cells of one direction in the sketch map.
+    pub fn sketch_cells(&self) -> u32 {
+        self.sketch_width * self.sketch_depth
+    }
+
+    /// The same direction with EDT pacing on: heavy packets over the rate
+    /// are paced up to the horizon, which lets the bucket go into a debt of
+    /// horizon x rate (so the refill runs from -debt). Pod egress only: a
+    /// direction without a horizon (pod ingress) is returned unchanged.
+    pub fn with_edt(self) -> BucketParams {
+        if self.edt_horizon_ns == 0 {
+            return self;
+        }
+        let debt = edt_debt_bytes(self.rate_bytes_per_sec, self.edt_horizon_ns);
+        BucketParams {
+            edt: true,
+            edt_debt_bytes: debt,
+            refill_full_ns: refill_full_ns(self.burst_bytes + debt, self.rate_bytes_per_sec),
+            ..self
+        }
+    }
 }
 
 /// Limits of both directions of one Pod interface; `None` = not limited.
@@ -52,29 +146,137 @@ impl PodLimits {
     pub fn is_unlimited(&self) -> bool {
         self.pod_ingress.is_none() && self.pod_egress.is_none()
     }
+
+    /// (width, depth) of the pod's sketch, if any direction is limited.
+    pub fn sketch_geometry(&self) -> Option<(u32, u32)> {
+        self.pod_ingress
+            .or(self.pod_egress)
+            .map(|p| (p.sketch_width, p.sketch_depth))
+    }
 }
 
-/// Validates one direction; `field` names it in errors. Rate 0 = unlimited.
+fn invalid(msg: String) -> Error {
+    Error::new(ErrorKind::InvalidConfig, msg)
+}
+
+/// Both directions with the netconf's tuning; EDT off (see
+/// [`BucketParams::with_edt`]), with pod egress carrying its horizon.
+pub fn pod_limits(
+    ingress: RequestedLimit,
+    egress: RequestedLimit,
+    t: &Tuning,
+) -> Result<PodLimits> {
+    validate_tuning(t)?;
+    let mut ingress = direction_params("ingress", ingress, t, false)?;
+    let mut egress = direction_params("egress", egress, t, true)?;
+    // One sketch map for both directions: the wider need wins.
+    let width = ingress
+        .iter()
+        .chain(egress.iter())
+        .map(|p| p.sketch_width)
+        .max();
+    if let Some(width) = width {
+        for p in ingress.iter_mut().chain(egress.iter_mut()) {
+            p.sketch_width = width;
+        }
+    }
+    Ok(PodLimits {
+        pod_ingress: ingress,
+        pod_egress: egress,
+    })
+}
+
+/// Validates one direction with the default tuning; `field` names it in
+/// errors. Rate 0 = unlimited.
 pub fn bucket_params(field: &str, req: RequestedLimit) -> Result<Option<BucketParams>> {
+    direction_params(field, req, &Tuning::default(), false)
+}
+
+fn validate_tuning(t: &Tuning) -> Result<()> {
+    if let Some(w) = t.sketch_width {
+        if !(u64::from(MIN_SKETCH_WIDTH)..=u64::from(MAX_SKETCH_WIDTH)).contains(&w)
+            || !w.is_power_of_two()
+        {
+            return Err(invalid(format!(
+                "sketchWidth {w} is not a power of two in {MIN_SKETCH_WIDTH}..={MAX_SKETCH_WIDTH}"
+            )));
+        }
+    }
+    if let Some(d) = t.sketch_depth {
+        if !(1..=u64::from(MAX_SKETCH_DEPTH)).contains(&d) {
+            return Err(invalid(format!(
+                "sketchDepth {d} is outside 1..={MAX_SKETCH_DEPTH}"
+            )));
+        }
+    }
+    if let Some(b) = t.heavy_threshold_bytes {
+        if !(1..=MAX_HEAVY_THRESHOLD_BYTES).contains(&b) {
+            return Err(invalid(format!(
+                "heavyThresholdBytes {b} is outside 1..={MAX_HEAVY_THRESHOLD_BYTES}"
+            )));
+        }
+    }
+    if let Some(ms) = t.window_ms {
+        if !(MIN_WINDOW_MS..=MAX_WINDOW_MS).contains(&ms) {
+            return Err(invalid(format!(
+                "windowMs {ms} is outside {MIN_WINDOW_MS}..={MAX_WINDOW_MS}"
+            )));
+        }
+    }
+    if let Some(ms) = t.edt_horizon_ms {
+        if !(1..=MAX_EDT_HORIZON_MS).contains(&ms) {
+            return Err(invalid(format!(
+                "edtHorizonMs {ms} is outside 1..={MAX_EDT_HORIZON_MS}"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn direction_params(
+    field: &str,
+    req: RequestedLimit,
+    t: &Tuning,
+    pacable: bool,
+) -> Result<Option<BucketParams>> {
     if req.rate_bits == 0 {
         return Ok(None);
     }
     if !(MIN_RATE_BITS..=MAX_RATE_BITS).contains(&req.rate_bits) {
-        return Err(Error::new(
-            ErrorKind::InvalidConfig,
-            format!(
-                "{field}Rate {} bit/s is outside {MIN_RATE_BITS}..={MAX_RATE_BITS}",
-                req.rate_bits
-            ),
-        ));
+        return Err(invalid(format!(
+            "{field}Rate {} bit/s is outside {MIN_RATE_BITS}..={MAX_RATE_BITS}",
+            req.rate_bits
+        )));
     }
-    let rate_bytes_per_sec = req.rate_bits / 8;
-    let burst_bytes = sanitise_burst(req.burst_bits / 8, rate_bytes_per_sec);
+    let rate = req.rate_bits / 8;
+    let burst = sanitise_burst(req.burst_bits / 8, rate);
+    let window_ms = t.window_ms.unwrap_or_else(|| default_window_ms(rate));
+    let threshold = t
+        .heavy_threshold_bytes
+        .unwrap_or_else(|| default_heavy_threshold(rate, window_ms));
+    let depth = t.sketch_depth.map_or(DEFAULT_SKETCH_DEPTH, |d| d as u32);
+    let width = t.sketch_width.map_or_else(
+        || default_sketch_width(rate, window_ms, threshold, depth),
+        |w| w as u32,
+    );
+    let edt_horizon_ns = if pacable {
+        t.edt_horizon_ms.unwrap_or(DEFAULT_EDT_HORIZON_MS) * NSEC_PER_MSEC
+    } else {
+        0
+    };
     Ok(Some(BucketParams {
-        rate_bytes_per_sec,
-        burst_bytes,
-        ecn_band_bytes: burst_bytes / ECN_BAND_DIVISOR,
-        refill_full_ns: refill_full_ns(burst_bytes, rate_bytes_per_sec),
+        rate_bytes_per_sec: rate,
+        burst_bytes: burst,
+        ecn_band_bytes: burst / ECN_BAND_DIVISOR,
+        refill_full_ns: refill_full_ns(burst, rate),
+        mice_reserve_bytes: burst / MICE_RESERVE_DIVISOR,
+        heavy_threshold_bytes: threshold,
+        epoch_ns: window_ms * NSEC_PER_MSEC / 2,
+        edt: false,
+        edt_horizon_ns,
+        edt_debt_bytes: 0,
+        sketch_width: width,
+        sketch_depth: depth,
     }))
 }
 
@@ -89,9 +291,49 @@ pub fn sanitise_burst(requested_bytes: u64, rate_bytes_per_sec: u64) -> u64 {
     requested_bytes.clamp(BURST_FLOOR_BYTES, upper)
 }
 
+/// 1 s, or long enough for 8 x 64 KiB at `rate`, at most MAX_WINDOW_MS.
+pub fn default_window_ms(rate_bytes_per_sec: u64) -> u64 {
+    (HEAVY_WINDOW_DIVISOR * MIN_HEAVY_THRESHOLD_BYTES * 1000)
+        .div_ceil(rate_bytes_per_sec)
+        .clamp(DEFAULT_WINDOW_MS, MAX_WINDOW_MS)
+}
+
+/// Bytes a direction may send in one window: N = rate x window.
+pub fn window_bytes(rate_bytes_per_sec: u64, window_ms: u64) -> u64 {
+    u64::try_from(rate_bytes_per_sec as u128 * window_ms as u128 / 1000).unwrap_or(u64::MAX)
+}
+
+/// T = max(64 KiB, N / 8), below the cells' saturation.
+pub fn default_heavy_threshold(rate_bytes_per_sec: u64, window_ms: u64) -> u64 {
+    (window_bytes(rate_bytes_per_sec, window_ms) / HEAVY_WINDOW_DIVISOR)
+        .clamp(MIN_HEAVY_THRESHOLD_BYTES, MAX_HEAVY_THRESHOLD_BYTES)
+}
+
+/// The smallest power of two w >= 128 with e/w x N <= T/4, i.e.
+/// w >= 4eN/T, capped so that both directions' cells fit the budget.
+pub fn default_sketch_width(rate: u64, window_ms: u64, threshold: u64, depth: u32) -> u32 {
+    let n = window_bytes(rate, window_ms) as f64;
+    let need = (4.0 * std::f64::consts::E * n / threshold as f64).ceil();
+    let need = if need >= f64::from(MAX_SKETCH_WIDTH) {
+        MAX_SKETCH_WIDTH
+    } else {
+        (need as u32).max(1).next_power_of_two()
+    };
+    let budget_cells = SKETCH_BUDGET_BYTES / (2 * 8 * u64::from(depth));
+    let cap = 1u32 << (63 - budget_cells.max(1).leading_zeros());
+    need.max(MIN_DEFAULT_SKETCH_WIDTH)
+        .min(cap.max(MIN_SKETCH_WIDTH))
+}
+
+/// D = horizon x rate, at most the dataplane's cap.
+fn edt_debt_bytes(rate: u64, horizon_ns: u64) -> u64 {
+    let d = rate as u128 * horizon_ns as u128 / NSEC_PER_SEC;
+    u64::try_from(d).unwrap_or(u64::MAX).min(MAX_EDT_DEBT_BYTES)
+}
+
 /// Idle time after which an empty bucket is full again, rounded up.
-fn refill_full_ns(burst_bytes: u64, rate_bytes_per_sec: u64) -> u64 {
-    let ns = (burst_bytes as u128 * NSEC_PER_SEC).div_ceil(rate_bytes_per_sec as u128);
+fn refill_full_ns(bytes: u64, rate_bytes_per_sec: u64) -> u64 {
+    let ns = (bytes as u128 * NSEC_PER_SEC).div_ceil(rate_bytes_per_sec as u128);
     u64::try_from(ns).unwrap_or(u64::MAX)
 }
 
@@ -111,6 +353,13 @@ mod tests {
         .unwrap()
     }
 
+    fn req(rate_bits: u64) -> RequestedLimit {
+        RequestedLimit {
+            rate_bits,
+            burst_bits: 0,
+        }
+    }
+
     #[test]
     fn containerd_burst_is_clamped_to_the_window() {
         // 100 Mbit/s = 12.5 MB/s; 500 ms of it = 6.25 MB, not 512 MiB.
@@ -118,6 +367,7 @@ mod tests {
         assert_eq!(p.rate_bytes_per_sec, 12_500_000);
         assert_eq!(p.burst_bytes, 6_250_000);
         assert_eq!(p.ecn_band_bytes, 1_562_500);
+        assert_eq!(p.mice_reserve_bytes, 1_562_500);
     }
 
     #[test]
@@ -186,5 +436,154 @@ mod tests {
         assert_eq!(p.refill_full_ns, 524_288_000);
         let p = params(1_000, 0); // 125 B/s
         assert_eq!(p.refill_full_ns, 131_072 * 8_000_000);
+    }
+
+    #[test]
+    fn heavy_threshold_is_an_eighth_of_the_window_at_least_64k() {
+        // 20 Mbit/s x 1 s = 2.5 MB; an eighth is 312.5 kB
+        assert_eq!(params(20_000_000, 0).heavy_threshold_bytes, 312_500);
+        // below 4.2 Mbit/s the window stretches to hold 8 x 64 KiB (rounded
+        // up to the ms): 125 kB/s x 4.195 s / 8
+        assert_eq!(params(1_000_000, 0).heavy_threshold_bytes, 65_546);
+        assert_eq!(params(1_000_000, 0).epoch_ns, 2_097_500_000);
+        assert_eq!(params(4_194_304, 0).epoch_ns, 500_000_000);
+        assert_eq!(params(MIN_RATE_BITS, 0).epoch_ns, 5_000_000_000);
+        assert_eq!(
+            params(MAX_RATE_BITS, 0).heavy_threshold_bytes,
+            MAX_HEAVY_THRESHOLD_BYTES
+        );
+        assert_eq!(params(20_000_000, 0).epoch_ns, 500_000_000);
+    }
+
+    #[test]
+    fn default_sketch_keeps_the_error_under_a_quarter_threshold_and_256k() {
+        for rate_bits in [
+            MIN_RATE_BITS,
+            1_000_000,
+            20_000_000,
+            10_000_000_000,
+            MAX_RATE_BITS,
+        ] {
+            let p = params(rate_bits, 0);
+            assert_eq!(p.sketch_depth, 4);
+            assert!(2 * 8 * u64::from(p.sketch_cells()) <= SKETCH_BUDGET_BYTES);
+            if rate_bits == MAX_RATE_BITS {
+                // T is capped at 2^39 there: the widest sketch the budget holds
+                assert_eq!(p.sketch_width, 2048);
+                continue;
+            }
+            let window_ms = p.epoch_ns * 2 / 1_000_000;
+            let n = window_bytes(p.rate_bytes_per_sec, window_ms) as f64;
+            let eps = std::f64::consts::E / f64::from(p.sketch_width);
+            assert!(
+                eps * n <= p.heavy_threshold_bytes as f64 / 4.0,
+                "{rate_bits}"
+            );
+            assert_eq!(p.sketch_width, 128, "{rate_bits}");
+        }
+        // a small threshold asks for more columns, up to the budget
+        let t = Tuning {
+            heavy_threshold_bytes: Some(1000),
+            ..Default::default()
+        };
+        let l = pod_limits(req(100_000_000), req(0), &t).unwrap();
+        assert_eq!(l.sketch_geometry(), Some((2048, 4)));
+        let t = Tuning {
+            heavy_threshold_bytes: Some(1_000_000),
+            ..Default::default()
+        };
+        // 4e x 12.5e6 / 1e6 = 136 -> 256
+        let l = pod_limits(req(100_000_000), req(0), &t).unwrap();
+        assert_eq!(l.sketch_geometry(), Some((256, 4)));
+    }
+
+    #[test]
+    fn both_directions_share_the_wider_sketch() {
+        let t = Tuning {
+            heavy_threshold_bytes: Some(1_000_000),
+            ..Default::default()
+        };
+        let l = pod_limits(req(100_000_000), req(1_000_000), &t).unwrap();
+        assert_eq!(l.pod_ingress.unwrap().sketch_width, 256);
+        assert_eq!(l.pod_egress.unwrap().sketch_width, 256);
+    }
+
+    #[test]
+    fn edt_is_egress_only_with_a_debt_of_horizon_x_rate() {
+        let t = Tuning::default();
+        let l = pod_limits(req(20_000_000), req(20_000_000), &t).unwrap();
+        let (i, e) = (l.pod_ingress.unwrap(), l.pod_egress.unwrap());
+        assert!(!e.edt && e.edt_debt_bytes == 0 && e.refill_full_ns == 500_000_000);
+        let (i, e) = (i.with_edt(), e.with_edt());
+        assert!(!i.edt && i.edt_debt_bytes == 0 && i.edt_horizon_ns == 0);
+        assert!(e.edt);
+        assert_eq!(e.edt_horizon_ns, DEFAULT_EDT_HORIZON_MS * 1_000_000);
+        assert_eq!(e.edt_debt_bytes, 625_000); // 2.5 MB/s x 250 ms
+                                               // the refill runs from -debt to full: (1.25 MB + 625 kB) / 2.5 MB/s
+        assert_eq!(e.refill_full_ns, 750_000_000);
+        let huge = pod_limits(req(0), req(MAX_RATE_BITS), &t).unwrap();
+        assert_eq!(
+            huge.pod_egress.unwrap().with_edt().edt_debt_bytes,
+            MAX_EDT_DEBT_BYTES
+        );
+    }
+
+    #[test]
+    fn bad_tuning_is_an_invalid_config() {
+        for (t, field) in [
+            (
+                Tuning {
+                    sketch_width: Some(100),
+                    ..Default::default()
+                },
+                "sketchWidth",
+            ),
+            (
+                Tuning {
+                    sketch_width: Some(1 << 20),
+                    ..Default::default()
+                },
+                "sketchWidth",
+            ),
+            (
+                Tuning {
+                    sketch_depth: Some(0),
+                    ..Default::default()
+                },
+                "sketchDepth",
+            ),
+            (
+                Tuning {
+                    sketch_depth: Some(9),
+                    ..Default::default()
+                },
+                "sketchDepth",
+            ),
+            (
+                Tuning {
+                    heavy_threshold_bytes: Some(0),
+                    ..Default::default()
+                },
+                "heavyThresholdBytes",
+            ),
+            (
+                Tuning {
+                    window_ms: Some(5),
+                    ..Default::default()
+                },
+                "windowMs",
+            ),
+            (
+                Tuning {
+                    edt_horizon_ms: Some(0),
+                    ..Default::default()
+                },
+                "edtHorizonMs",
+            ),
+        ] {
+            let e = pod_limits(req(20_000_000), req(0), &t).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidConfig, "{t:?}");
+            assert!(e.msg.contains(field), "{}", e.msg);
+        }
     }
 }

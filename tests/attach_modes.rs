@@ -139,7 +139,9 @@ fn pinned_prog_id(path: &Path) -> u32 {
         .unwrap_or_else(|| panic!("no id for {}: {info}", path.display())) as u32
 }
 
-/// The attachment record: (mode name, flags).
+/// The attachment record: (mode name, flags as their bit values). bpftool
+/// prints an enum-typed field by name when it matches one enumerator, as a
+/// number otherwise.
 fn record(pod: &Pod) -> (String, u64) {
     let dump = kernel::map_dump_formatted(&pod.pin_dir().join("attachment"));
     assert_eq!(dump.len(), 1, "attachment is ARRAY[1]: {dump:?}");
@@ -149,7 +151,16 @@ fn record(pod: &Pod) -> (String, u64) {
             .as_str()
             .unwrap_or_else(|| panic!("mode not printed by name: {v}"))
             .to_owned(),
-        v["flags"].as_u64().unwrap(),
+        match &v["flags"] {
+            Value::Number(n) => n.as_u64().unwrap(),
+            Value::String(name) => match name.as_str() {
+                "NATRA_ATTACH_OWNS_CLSACT" => 1,
+                "NATRA_ATTACH_OWNS_FQ" => 2,
+                "NATRA_ATTACH_EDT" => 4,
+                other => panic!("unknown flag {other}"),
+            },
+            other => panic!("flags printed as {other}"),
+        },
     )
 }
 

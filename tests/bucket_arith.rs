@@ -1,14 +1,21 @@
-//! Host-side tests of the token bucket arithmetic (`bpf/lib/bucket.h`): the
-//! header is pure arithmetic, so `tests/c/bucket_arith.c` compiles it with the
-//! host's clang and drives it with a deterministic clock. No root needed.
+//! Host-side tests of the dataplane's arithmetic: the pod bucket and its
+//! layers and EDT (`bpf/lib/bucket.h`), the Count-Min Sketch and its decay
+//! (`bpf/lib/sketch.h`), the flow hash (`bpf/lib/flow.h`) and both stages
+//! together (`bpf/lib/policy.h`), including the honest-aggregate simulation
+//! (one elephant + many mice). The headers are pure arithmetic, so
+//! `tests/c/bucket_arith.c` compiles them with the host's clang and drives
+//! them with a deterministic clock. No root needed.
 
 use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 use natra::limits::{
-    bucket_params, RequestedLimit, BURST_CEILING_BYTES, BURST_FLOOR_BYTES, BURST_WINDOW_MS,
-    ECN_BAND_DIVISOR, MAX_RATE_BITS, MIN_RATE_BITS,
+    bucket_params, pod_limits, RequestedLimit, Tuning, BURST_CEILING_BYTES, BURST_FLOOR_BYTES,
+    BURST_WINDOW_MS, DEFAULT_EDT_HORIZON_MS, DEFAULT_SKETCH_DEPTH, DEFAULT_WINDOW_MS,
+    ECN_BAND_DIVISOR, HEAVY_WINDOW_DIVISOR, MAX_EDT_DEBT_BYTES, MAX_HEAVY_THRESHOLD_BYTES,
+    MAX_RATE_BITS, MAX_SKETCH_WIDTH, MAX_WINDOW_MS, MICE_RESERVE_DIVISOR, MIN_DEFAULT_SKETCH_WIDTH,
+    MIN_HEAVY_THRESHOLD_BYTES, MIN_RATE_BITS, MIN_SKETCH_WIDTH, SKETCH_BUDGET_BYTES,
 };
 
 /// Compiles the harness once per test binary, with the crate's own limits
@@ -28,7 +35,29 @@ fn harness() -> &'static PathBuf {
             .arg(format!("-DBURST_FLOOR_BYTES={BURST_FLOOR_BYTES}ULL"))
             .arg(format!("-DBURST_CEILING_BYTES={BURST_CEILING_BYTES}ULL"))
             .arg(format!("-DECN_BAND_DIVISOR={ECN_BAND_DIVISOR}ULL"))
+            .arg(format!("-DMICE_RESERVE_DIVISOR={MICE_RESERVE_DIVISOR}ULL"))
+            .arg(format!("-DDEFAULT_WINDOW_MS={DEFAULT_WINDOW_MS}ULL"))
+            .arg(format!("-DMAX_WINDOW_MS={MAX_WINDOW_MS}ULL"))
+            .arg(format!(
+                "-DMIN_HEAVY_THRESHOLD_BYTES={MIN_HEAVY_THRESHOLD_BYTES}ULL"
+            ))
+            .arg(format!("-DHEAVY_WINDOW_DIVISOR={HEAVY_WINDOW_DIVISOR}ULL"))
+            .arg(format!(
+                "-DMAX_HEAVY_THRESHOLD_BYTES={MAX_HEAVY_THRESHOLD_BYTES}ULL"
+            ))
+            .arg(format!("-DDEFAULT_SKETCH_DEPTH={DEFAULT_SKETCH_DEPTH}U"))
+            .arg(format!(
+                "-DMIN_DEFAULT_SKETCH_WIDTH={MIN_DEFAULT_SKETCH_WIDTH}U"
+            ))
+            .arg(format!("-DMIN_SKETCH_WIDTH={MIN_SKETCH_WIDTH}U"))
+            .arg(format!("-DMAX_SKETCH_WIDTH={MAX_SKETCH_WIDTH}U"))
+            .arg(format!("-DSKETCH_BUDGET_BYTES={SKETCH_BUDGET_BYTES}ULL"))
+            .arg(format!(
+                "-DDEFAULT_EDT_HORIZON_MS={DEFAULT_EDT_HORIZON_MS}ULL"
+            ))
+            .arg(format!("-DMAX_EDT_DEBT_BYTES={MAX_EDT_DEBT_BYTES}ULL"))
             .arg("tests/c/bucket_arith.c")
+            .arg("-lm")
             .arg("-o")
             .arg(&out)
             .status()
@@ -51,6 +80,16 @@ fn run(args: &[String]) -> Output {
     out
 }
 
+/// Every check of the harness: refill and charge against 128-bit references
+/// for every rate and burst (EDT floor included), the layers case by case,
+/// EDT delays in ns from bytes and bytes/s and the horizon, heavy-only
+/// simulations, sketch epochs and decay (mouse -> heavy -> light), the
+/// sketch never underestimating, the flow hash (IPv6 high 96 bits, avalanche,
+/// uniform and independent rows), the false-heavy fraction of 10,000 light
+/// flows, and the honest aggregate: one elephant + many mice over 10
+/// simulated seconds, where no mouse is ever dropped or delayed while the
+/// mice are within the cap and everything passed stays within rate x t +
+/// burst (+ EDT debt). Run with --nocapture for the figures.
 #[test]
 fn bucket_arithmetic_holds_on_the_host() {
     let out = run(&[]);
@@ -70,8 +109,8 @@ fn bucket_arithmetic_holds_on_the_host() {
     assert!(passed > 100, "only {passed} checks ran");
 }
 
-/// The harness derives its bucket parameters like `src/limits.rs` does; prove
-/// it, value for value, against `bucket_params` itself.
+/// The harness derives its parameters (bucket, layers, sketch, EDT) like
+/// `src/limits.rs` does; prove it, value for value, against the crate.
 #[test]
 fn harness_params_mirror_limits_rs() {
     let rates = [
@@ -103,9 +142,29 @@ fn harness_params_mirror_limits_rs() {
             )
             .expect("valid rate")
             .expect("limited");
+            let req = RequestedLimit {
+                rate_bits: rate,
+                burst_bits: burst,
+            };
+            let e = pod_limits(req, req, &Tuning::default())
+                .expect("valid rate")
+                .pod_egress
+                .expect("limited")
+                .with_edt();
             expected.push(format!(
-                "{rate} {burst} {} {} {} {}",
-                p.rate_bytes_per_sec, p.burst_bytes, p.ecn_band_bytes, p.refill_full_ns
+                "{rate} {burst} {} {} {} {} {} {} {} {} {} {} {} {}",
+                p.rate_bytes_per_sec,
+                p.burst_bytes,
+                p.ecn_band_bytes,
+                p.refill_full_ns,
+                p.mice_reserve_bytes,
+                p.heavy_threshold_bytes,
+                p.epoch_ns,
+                p.sketch_width,
+                p.sketch_depth,
+                e.edt_horizon_ns,
+                e.edt_debt_bytes,
+                e.refill_full_ns
             ));
         }
     }
@@ -121,7 +180,9 @@ fn harness_params_mirror_limits_rs() {
     for (g, e) in got.iter().zip(&expected) {
         assert_eq!(
             *g, e,
-            "C mirror (left) and src/limits.rs (right) disagree: rate_bits burst_bits rate burst band refill_full_ns"
+            "C mirror (left) and src/limits.rs (right) disagree: rate_bits burst_bits rate burst \
+             band refill_full_ns reserve threshold epoch width depth edt_horizon edt_debt \
+             edt_refill"
         );
     }
 }

@@ -5,6 +5,17 @@
 //! The bucket is made deterministic by writing its state directly: with
 //! `last_ns = u64::MAX` the program's clock is never past it, so nothing is
 //! refilled and the level stays exactly where the test put it ("frozen").
+//! The sketch's clock lives in the same state: with `epoch_start_ns =
+//! u64::MAX` the epoch never advances, and a test moves time on by writing
+//! the epoch number (decay is by epochs: a cell counts fully in its epoch,
+//! half in the next, not at all later). bpf_ktime_get_ns() cannot be faked
+//! under BPF_PROG_RUN, so the decay arithmetic itself (in ns) is tested on
+//! the host (tests/bucket_arith.rs) and only its wiring here, plus one run
+//! on the real clock (an epoch start two epochs back advances by two).
+//!
+//! Whether a flow is a mouse or heavy is driven either by its own traffic
+//! (crossing the threshold) or by writing the sketch: `make_heavy` fills a
+//! direction's cells above any threshold, so every flow is heavy.
 //!
 //! Every test needs root (loading BPF), so each is `#[ignore]`d with a reason
 //! and `make test` runs them with `--include-ignored`.
@@ -13,13 +24,13 @@ mod common;
 use std::mem::{offset_of, size_of, MaybeUninit};
 use std::os::fd::AsFd;
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
+use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut};
-use natra::dataplane::maps::{read_counters, write_config};
-use natra::dataplane::skeleton::types::{natra_bucket_state, natra_counters};
+use natra::dataplane::maps::{heavy_flows_estimate, read_counters, write_config};
+use natra::dataplane::skeleton::types::{__sk_buff, natra_bucket_state, natra_counters};
 use natra::dataplane::skeleton::{NatraSkel, NatraSkelBuilder};
 use natra::dataplane::Direction;
-use natra::limits::{bucket_params, BucketParams, RequestedLimit};
+use natra::limits::{bucket_params, pod_limits, BucketParams, RequestedLimit, Tuning};
 
 const NSEC_PER_SEC: u64 = 1_000_000_000;
 /// What the programs return for a packet they let through: TC_ACT_UNSPEC
@@ -112,17 +123,69 @@ fn ipv4(tos: u8, proto: u8, options: &[u8], l4: &[u8]) -> Vec<u8> {
     p
 }
 
+const V6_SRC: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
+const V6_DST: [u8; 16] = [0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2];
+
 /// Ethernet + IPv6 (traffic class `tclass`, flow label `flow`) + `l4`.
 fn ipv6(tclass: u8, flow: u32, nexthdr: u8, l4: &[u8]) -> Vec<u8> {
+    ipv6_addrs(tclass, flow, nexthdr, &V6_SRC, &V6_DST, l4)
+}
+
+fn ipv6_addrs(
+    tclass: u8,
+    flow: u32,
+    nexthdr: u8,
+    src: &[u8; 16],
+    dst: &[u8; 16],
+    l4: &[u8],
+) -> Vec<u8> {
     let word = (6u32 << 28) | (u32::from(tclass) << 20) | (flow & 0xf_ffff);
     let mut p = eth(ETH_P_IPV6);
     p.extend_from_slice(&word.to_be_bytes());
     p.extend_from_slice(&(l4.len() as u16).to_be_bytes());
     p.push(nexthdr);
     p.push(64);
-    p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
-    p.extend_from_slice(&[0xfd, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    p.extend_from_slice(src);
+    p.extend_from_slice(dst);
     p.extend_from_slice(l4);
+    p
+}
+
+/// A TCP header from `sport` to `dport` with `payload_len` bytes.
+fn tcp_ports(sport: u16, dport: u16, payload_len: usize) -> Vec<u8> {
+    let mut t = tcp(payload_len, &[]);
+    t[0..2].copy_from_slice(&sport.to_be_bytes());
+    t[2..4].copy_from_slice(&dport.to_be_bytes());
+    t
+}
+
+/// IPv4 TCP from 10.0.0.1:`sport` to 10.0.0.2:`dport`, 1000 bytes of payload.
+fn ipv4_flow(sport: u16, dport: u16) -> Vec<u8> {
+    ipv4(0, IPPROTO_TCP, &[], &tcp_ports(sport, dport, 1000))
+}
+
+/// An IPv6 extension header (hop-by-hop, routing, destination options) of 8
+/// bytes: next header, length 0, 6 bytes of PadN.
+fn ext8(next: u8) -> Vec<u8> {
+    vec![next, 0, 1, 4, 0, 0, 0, 0]
+}
+
+/// An IPv6 fragment header: next header, offset (8-byte units), M flag.
+fn frag6(next: u8, offset: u16, more: bool) -> Vec<u8> {
+    let off = (offset << 3) | u16::from(more);
+    let mut h = vec![next, 0];
+    h.extend_from_slice(&off.to_be_bytes());
+    h.extend_from_slice(&0x1234_5678u32.to_be_bytes());
+    h
+}
+
+/// Sets an IPv4 packet's fragment field (flags + offset) and fixes its
+/// header checksum.
+fn set_frag4(mut p: Vec<u8>, frag: u16) -> Vec<u8> {
+    p[ETH_HLEN + 6..ETH_HLEN + 8].copy_from_slice(&frag.to_be_bytes());
+    p[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&[0, 0]);
+    let c = inet_checksum(ipv4_header(&p));
+    p[ETH_HLEN + 10..ETH_HLEN + 12].copy_from_slice(&c.to_be_bytes());
     p
 }
 
@@ -196,33 +259,48 @@ fn configure(skel: &NatraSkel<'_>, dir: Direction, rate_bits: u64) -> BucketPara
     p
 }
 
+/// The epoch frozen tests run in (any value works; not 0, to catch a cell
+/// compared with the wrong epoch).
+const FROZEN_EPOCH: u32 = 100;
+
 /// Writes the direction's bucket state; the lock word is left 0.
-fn set_bucket(skel: &NatraSkel<'_>, dir: Direction, level: u64, last_ns: u64) {
-    let state = natra_bucket_state {
-        level,
-        last_ns,
-        ..Default::default()
-    };
-    // Field by field into the map's value layout (no padding: lock, pad,
-    // level, last_ns are 4 + 4 + 8 + 8 bytes).
+fn set_state(skel: &NatraSkel<'_>, dir: Direction, st: &natra_bucket_state) {
+    // Field by field into the map's value layout (lock, epoch, level,
+    // last_ns, epoch_start_ns, heavy_seen, heavy_seen_prev).
     let mut value = vec![0u8; size_of::<natra_bucket_state>()];
-    let lo = offset_of!(natra_bucket_state, level);
-    value[lo..lo + 8].copy_from_slice(&state.level.to_ne_bytes());
-    let lo = offset_of!(natra_bucket_state, last_ns);
-    value[lo..lo + 8].copy_from_slice(&state.last_ns.to_ne_bytes());
+    let mut put = |off: usize, bytes: &[u8]| value[off..off + bytes.len()].copy_from_slice(bytes);
+    put(
+        offset_of!(natra_bucket_state, epoch),
+        &st.epoch.to_ne_bytes(),
+    );
+    put(
+        offset_of!(natra_bucket_state, level),
+        &st.level.to_ne_bytes(),
+    );
+    put(
+        offset_of!(natra_bucket_state, last_ns),
+        &st.last_ns.to_ne_bytes(),
+    );
+    put(
+        offset_of!(natra_bucket_state, epoch_start_ns),
+        &st.epoch_start_ns.to_ne_bytes(),
+    );
+    put(
+        offset_of!(natra_bucket_state, heavy_seen),
+        &st.heavy_seen.to_ne_bytes(),
+    );
+    put(
+        offset_of!(natra_bucket_state, heavy_seen_prev),
+        &st.heavy_seen_prev.to_ne_bytes(),
+    );
     skel.maps
         .natra_bucket
         .update(&dir.index().to_ne_bytes(), &value, MapFlags::ANY)
         .expect("write the bucket map");
 }
 
-/// A bucket whose level no clock reading will refill.
-fn freeze_bucket(skel: &NatraSkel<'_>, dir: Direction, level: u64) {
-    set_bucket(skel, dir, level, u64::MAX);
-}
-
-/// (level, last_ns) of the direction's bucket.
-fn bucket(skel: &NatraSkel<'_>, dir: Direction) -> (u64, u64) {
+/// The direction's whole bucket state.
+fn state(skel: &NatraSkel<'_>, dir: Direction) -> natra_bucket_state {
     let v = skel
         .maps
         .natra_bucket
@@ -230,11 +308,130 @@ fn bucket(skel: &NatraSkel<'_>, dir: Direction) -> (u64, u64) {
         .expect("read the bucket map")
         .expect("array maps always have the entry");
     assert_eq!(v.len(), size_of::<natra_bucket_state>());
-    let field = |off: usize| u64::from_ne_bytes(v[off..off + 8].try_into().unwrap());
-    (
-        field(offset_of!(natra_bucket_state, level)),
-        field(offset_of!(natra_bucket_state, last_ns)),
-    )
+    let u64_at = |off: usize| u64::from_ne_bytes(v[off..off + 8].try_into().unwrap());
+    natra_bucket_state {
+        epoch: u32::from_ne_bytes(
+            v[offset_of!(natra_bucket_state, epoch)..][..4]
+                .try_into()
+                .unwrap(),
+        ),
+        level: u64_at(offset_of!(natra_bucket_state, level)) as i64,
+        last_ns: u64_at(offset_of!(natra_bucket_state, last_ns)),
+        epoch_start_ns: u64_at(offset_of!(natra_bucket_state, epoch_start_ns)),
+        heavy_seen: u64_at(offset_of!(natra_bucket_state, heavy_seen)),
+        heavy_seen_prev: u64_at(offset_of!(natra_bucket_state, heavy_seen_prev)),
+        ..Default::default()
+    }
+}
+
+/// A bucket whose level no clock reading will refill, in an epoch that no
+/// clock reading will advance.
+fn freeze_bucket(skel: &NatraSkel<'_>, dir: Direction, level: i64) {
+    set_state(
+        skel,
+        dir,
+        &natra_bucket_state {
+            level,
+            last_ns: u64::MAX,
+            epoch: FROZEN_EPOCH,
+            epoch_start_ns: u64::MAX,
+            ..Default::default()
+        },
+    );
+}
+
+/// (level, last_ns) of the direction's bucket.
+fn bucket(skel: &NatraSkel<'_>, dir: Direction) -> (i64, u64) {
+    let st = state(skel, dir);
+    (st.level, st.last_ns)
+}
+
+// ---------------------------------------------------------------------------
+// the sketch
+
+/// A sketch cell: (epoch << 40) | bytes.
+fn cell(epoch: u32, bytes: u64) -> u64 {
+    (u64::from(epoch) << 40) | bytes
+}
+
+/// Indices of the direction's cells (configured with `p`'s geometry).
+fn dir_cells(dir: Direction, p: &BucketParams) -> std::ops::Range<u32> {
+    let n = p.sketch_cells();
+    dir.index() * n..(dir.index() + 1) * n
+}
+
+fn read_cell(skel: &NatraSkel<'_>, idx: u32) -> u64 {
+    let v = skel
+        .maps
+        .natra_sketch
+        .lookup(&idx.to_ne_bytes(), MapFlags::ANY)
+        .expect("read the sketch map")
+        .expect("array maps always have the entry");
+    u64::from_ne_bytes(v[..8].try_into().unwrap())
+}
+
+fn write_cell(skel: &NatraSkel<'_>, idx: u32, value: u64) {
+    skel.maps
+        .natra_sketch
+        .update(&idx.to_ne_bytes(), &value.to_ne_bytes(), MapFlags::ANY)
+        .expect("write the sketch map");
+}
+
+fn fill_cells(skel: &NatraSkel<'_>, dir: Direction, p: &BucketParams, value: u64) {
+    for idx in dir_cells(dir, p) {
+        write_cell(skel, idx, value);
+    }
+}
+
+/// Every flow of `dir` heavy: all its cells far above any threshold, in the
+/// frozen epoch.
+fn make_heavy(skel: &NatraSkel<'_>, dir: Direction, p: &BucketParams) {
+    fill_cells(skel, dir, p, cell(FROZEN_EPOCH, 1 << 39));
+}
+
+/// The (index, value) of the direction's non-zero cells.
+fn nonzero_cells(skel: &NatraSkel<'_>, dir: Direction, p: &BucketParams) -> Vec<(u32, u64)> {
+    dir_cells(dir, p)
+        .map(|i| (i, read_cell(skel, i)))
+        .filter(|&(_, v)| v != 0)
+        .collect()
+}
+
+/// Which cells `pkt`'s flow maps to: one packet through a clean sketch and
+/// a full, frozen bucket; the cells it raised (one per row, sorted).
+fn flow_cells(skel: &NatraSkel<'_>, dir: Direction, p: &BucketParams, pkt: &[u8]) -> Vec<u32> {
+    fill_cells(skel, dir, p, 0);
+    freeze_bucket(skel, dir, full(p));
+    let r = run(skel, dir, pkt);
+    assert_eq!(
+        r.retval, RET_PASS,
+        "flow_cells: the probe packet was dropped"
+    );
+    let cells: Vec<u32> = nonzero_cells(skel, dir, p).iter().map(|c| c.0).collect();
+    assert_eq!(
+        cells.len(),
+        p.sketch_depth as usize,
+        "a flow raises one cell per row (two rows sharing an index would be a bug)"
+    );
+    fill_cells(skel, dir, p, 0);
+    cells
+}
+
+fn full(p: &BucketParams) -> i64 {
+    (p.burst_bytes * NSEC_PER_SEC) as i64
+}
+
+fn reserve(p: &BucketParams) -> i64 {
+    (p.mice_reserve_bytes * NSEC_PER_SEC) as i64
+}
+
+fn band(p: &BucketParams) -> i64 {
+    (p.ecn_band_bytes * NSEC_PER_SEC) as i64
+}
+
+fn monotonic_ns() -> u64 {
+    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
+    t.tv_sec() as u64 * NSEC_PER_SEC + t.tv_nsec() as u64
 }
 
 /// natra_counters, comparable.
@@ -242,6 +439,12 @@ fn bucket(skel: &NatraSkel<'_>, dir: Direction) -> (u64, u64) {
 struct Counters {
     passed_packets: u64,
     passed_bytes: u64,
+    passed_mouse_packets: u64,
+    passed_mouse_bytes: u64,
+    passed_heavy_packets: u64,
+    passed_heavy_bytes: u64,
+    paced_packets: u64,
+    paced_bytes: u64,
     ce_marked_packets: u64,
     ce_marked_bytes: u64,
     dropped_packets: u64,
@@ -255,6 +458,12 @@ impl From<natra_counters> for Counters {
         Counters {
             passed_packets: c.passed_packets,
             passed_bytes: c.passed_bytes,
+            passed_mouse_packets: c.passed_mouse_packets,
+            passed_mouse_bytes: c.passed_mouse_bytes,
+            passed_heavy_packets: c.passed_heavy_packets,
+            passed_heavy_bytes: c.passed_heavy_bytes,
+            paced_packets: c.paced_packets,
+            paced_bytes: c.paced_bytes,
             ce_marked_packets: c.ce_marked_packets,
             ce_marked_bytes: c.ce_marked_bytes,
             dropped_packets: c.dropped_packets,
@@ -337,8 +546,8 @@ fn gso_ctx(segs: u32, size: u32) -> Vec<u8> {
     ctx
 }
 
-fn byte_ns(bytes: usize) -> u64 {
-    bytes as u64 * NSEC_PER_SEC
+fn byte_ns(bytes: usize) -> i64 {
+    (bytes as u64 * NSEC_PER_SEC) as i64
 }
 
 fn other(dir: Direction) -> Direction {
@@ -395,6 +604,11 @@ fn under_rate_ipv4_tcp_passes_and_is_counted() {
                 pkt.len() as u64,
                 "{dir:?} tos {tos:#x}"
             );
+            assert_eq!(
+                after.passed_mouse_packets - before.passed_mouse_packets,
+                1,
+                "{dir:?} tos {tos:#x}: a new flow is a mouse"
+            );
             assert_eq!(after.ce_marked_packets, 0);
             assert_eq!(after.dropped_packets, 0);
             assert_eq!((after.malformed_packets, after.non_ip_packets), (0, 0));
@@ -402,18 +616,19 @@ fn under_rate_ipv4_tcp_passes_and_is_counted() {
             assert!(last_ns > 0, "last_ns not set");
             if level_before == 0 {
                 // first packet: full, minus this packet
-                assert_eq!(level, p.burst_bytes * NSEC_PER_SEC - byte_ns(pkt.len()));
+                assert_eq!(level, full(&p) - byte_ns(pkt.len()));
             } else {
                 // later ones: at most the refill since, minus this packet
-                assert!(level <= p.burst_bytes * NSEC_PER_SEC - byte_ns(pkt.len()));
+                assert!(level <= full(&p) - byte_ns(pkt.len()));
             }
         }
     }
 }
 
-/// Over rate, inside the ECN band: ECT(0), ECT(1) and CE IPv4 packets pass,
-/// leave with CE, and the IPv4 header checksum is still right. At exactly
-/// cost + band the packet passes unmarked (it is not in the band yet).
+/// Heavy and over rate, inside the ECN band (just above the mice reserve R):
+/// ECT(0), ECT(1) and CE IPv4 packets pass, leave with CE, and the IPv4
+/// header checksum is still right. At exactly cost + R + band the packet
+/// passes unmarked (it is not in the band yet).
 #[test]
 #[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
 fn over_rate_ect_ipv4_is_ce_marked_with_a_valid_checksum() {
@@ -422,7 +637,9 @@ fn over_rate_ect_ipv4_is_ce_marked_with_a_valid_checksum() {
     let skel = load(&mut storage);
     let dir = Direction::PodEgress;
     let p = configure(&skel, dir, RATE_BITS);
-    let band = p.ecn_band_bytes * NSEC_PER_SEC;
+    make_heavy(&skel, dir, &p);
+    let band = band(&p);
+    let res = reserve(&p);
     // with IP options too: the checksum covers them
     let with_opts = |tos| ipv4(tos, IPPROTO_TCP, &[1, 1, 1, 0], &tcp(900, &[]));
     for (name, pkt) in [
@@ -439,7 +656,7 @@ fn over_rate_ect_ipv4_is_ce_marked_with_a_valid_checksum() {
             0,
             "{name}: test packet checksum"
         );
-        for level in [cost + band - 1, cost + band / 2, cost] {
+        for level in [cost + res + band - 1, cost + res + band / 2, cost + res] {
             freeze_bucket(&skel, dir, level);
             let before = counters(&skel, dir);
             let r = run(&skel, dir, &pkt);
@@ -476,14 +693,19 @@ fn over_rate_ect_ipv4_is_ce_marked_with_a_valid_checksum() {
             );
             assert_eq!(after.dropped_packets, 0);
             assert_eq!(
+                after.passed_heavy_packets - before.passed_heavy_packets,
+                1,
+                "{name}: heavy"
+            );
+            assert_eq!(
                 bucket(&skel, dir),
                 (level - cost, u64::MAX),
                 "{name}: charged cost"
             );
         }
 
-        // exactly cost + band: passes above the band, unmarked
-        freeze_bucket(&skel, dir, cost + band);
+        // exactly cost + R + band: passes above the band, unmarked
+        freeze_bucket(&skel, dir, cost + res + band);
         let before = counters(&skel, dir);
         let r = run(&skel, dir, &pkt);
         assert_eq!(r.retval, RET_PASS);
@@ -491,12 +713,12 @@ fn over_rate_ect_ipv4_is_ce_marked_with_a_valid_checksum() {
         let after = counters(&skel, dir);
         assert_eq!(after.ce_marked_packets, before.ce_marked_packets, "{name}");
         assert_eq!(after.passed_packets, before.passed_packets + 1, "{name}");
-        assert_eq!(bucket(&skel, dir), (band, u64::MAX));
+        assert_eq!(bucket(&skel, dir), (res + band, u64::MAX));
     }
 }
 
-/// Same for IPv6: the traffic class's ECN bits become 11, DSCP and flow label
-/// are kept.
+/// Same for IPv6 (heavy, just inside the band above R): the traffic class's
+/// ECN bits become 11, DSCP and flow label are kept.
 #[test]
 #[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
 fn over_rate_ect_ipv6_is_ce_marked() {
@@ -505,7 +727,8 @@ fn over_rate_ect_ipv6_is_ce_marked() {
     let skel = load(&mut storage);
     let dir = Direction::PodIngress;
     let p = configure(&skel, dir, RATE_BITS);
-    let band = p.ecn_band_bytes * NSEC_PER_SEC;
+    make_heavy(&skel, dir, &p);
+    let band = band(&p) + reserve(&p);
     for (name, pkt) in [
         ("ECT(0)", ipv6_tcp(ECN_ECT0)),
         ("ECT(1)", ipv6_tcp(ECN_ECT1)),
@@ -557,8 +780,9 @@ fn over_rate_ect_ipv6_is_ce_marked() {
     }
 }
 
-/// Over rate, a non-ECT packet (IPv4 or IPv6, TCP or UDP) is dropped, counted
-/// dropped at its length, and does not touch the bucket.
+/// Heavy and over rate (below R + band), a non-ECT packet (IPv4 or IPv6, TCP
+/// or UDP) is dropped, counted dropped at its length, and does not touch the
+/// bucket.
 #[test]
 #[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
 fn over_rate_not_ect_is_dropped_and_bucket_unchanged() {
@@ -567,7 +791,8 @@ fn over_rate_not_ect_is_dropped_and_bucket_unchanged() {
     let skel = load(&mut storage);
     let dir = Direction::PodEgress;
     let p = configure(&skel, dir, RATE_BITS);
-    let band = p.ecn_band_bytes * NSEC_PER_SEC;
+    make_heavy(&skel, dir, &p);
+    let band = band(&p) + reserve(&p);
     for (name, pkt) in [
         ("IPv4 TCP", ipv4_tcp(ECN_NOT_ECT)),
         ("IPv4 UDP DSCP", ipv4(0xb8, IPPROTO_UDP, &[], &udp(1200))),
@@ -601,8 +826,9 @@ fn over_rate_not_ect_is_dropped_and_bucket_unchanged() {
     }
 }
 
-/// Below one packet's cost even an ECT packet is dropped: the band is the
-/// bottom of the bucket, not credit.
+/// Heavy: below R + one packet's cost even an ECT packet is dropped (the
+/// reserve is the mice's, the band is not credit). A mouse: below one
+/// packet's cost, dropped too.
 #[test]
 #[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
 fn below_cost_even_ect_is_dropped() {
@@ -610,14 +836,23 @@ fn below_cost_even_ect_is_dropped() {
     let mut storage = MaybeUninit::uninit();
     let skel = load(&mut storage);
     let dir = Direction::PodIngress;
-    configure(&skel, dir, RATE_BITS);
-    for (name, pkt) in [
-        ("IPv4 ECT(0)", ipv4_tcp(ECN_ECT0)),
-        ("IPv4 CE", ipv4_tcp(ECN_CE)),
-        ("IPv6 ECT(1)", ipv6_tcp(ECN_ECT1)),
+    let p = configure(&skel, dir, RATE_BITS);
+    for (name, pkt, heavy) in [
+        ("IPv4 ECT(0) heavy", ipv4_tcp(ECN_ECT0), true),
+        ("IPv4 CE heavy", ipv4_tcp(ECN_CE), true),
+        ("IPv6 ECT(1) heavy", ipv6_tcp(ECN_ECT1), true),
+        ("IPv4 ECT(0) mouse", ipv4_tcp(ECN_ECT0), false),
+        ("IPv6 ECT(1) mouse", ipv6_tcp(ECN_ECT1), false),
     ] {
         let cost = byte_ns(pkt.len());
-        for level in [cost - 1, cost / 2, 0] {
+        let levels = if heavy {
+            make_heavy(&skel, dir, &p);
+            vec![cost + reserve(&p) - 1, reserve(&p), cost, 0]
+        } else {
+            fill_cells(&skel, dir, &p, 0);
+            vec![cost - 1, cost / 2, 0]
+        };
+        for level in levels {
             freeze_bucket(&skel, dir, level);
             let before = counters(&skel, dir);
             let r = run(&skel, dir, &pkt);
@@ -638,6 +873,8 @@ fn below_cost_even_ect_is_dropped() {
             );
         }
     }
+    // and no drop touched the sketch: only passing bytes are counted
+    assert!(nonzero_cells(&skel, dir, &p).is_empty());
 }
 
 /// IPv6 packets are charged: the level drops by exactly wire_bytes x 1e9, and
@@ -650,7 +887,7 @@ fn ipv6_packets_are_charged_exactly() {
     let skel = load(&mut storage);
     let dir = Direction::PodEgress;
     let p = configure(&skel, dir, RATE_BITS);
-    let full = p.burst_bytes * NSEC_PER_SEC;
+    let full = full(&p);
     freeze_bucket(&skel, dir, full);
     let mut level = full;
     let mut total = 0usize;
@@ -687,7 +924,7 @@ fn gso_tcp_packets_are_charged_per_segment_headers() {
     let skel = load(&mut storage);
     let dir = Direction::PodIngress;
     let p = configure(&skel, dir, RATE_BITS);
-    let full = p.burst_bytes * NSEC_PER_SEC;
+    let full = full(&p);
     let ts_opt = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]; // NOP NOP timestamps
     for (name, pkt, hdr) in [
         (
@@ -704,6 +941,17 @@ fn gso_tcp_packets_are_charged_per_segment_headers() {
             "IPv6 TCP",
             ipv6(0, 0, IPPROTO_TCP, &tcp(2000, &ts_opt)),
             14 + 40 + 32,
+        ),
+        // extension headers are part of what every segment repeats
+        (
+            "IPv6 hop-by-hop + dest opts TCP",
+            {
+                let mut l4 = ext8(60);
+                l4.extend(ext8(IPPROTO_TCP));
+                l4.extend(tcp(2000, &ts_opt));
+                ipv6(0, 0, 0, &l4)
+            },
+            14 + 40 + 16 + 32,
         ),
         // a TCP header cut short is not read past the end: L2 + L3 only
         (
@@ -772,7 +1020,7 @@ fn gso_udp_packets_are_charged_their_udp_header_per_segment() {
     let skel = load(&mut storage);
     let dir = Direction::PodEgress;
     let p = configure(&skel, dir, RATE_BITS);
-    let full = p.burst_bytes * NSEC_PER_SEC;
+    let full = full(&p);
     for (name, pkt, hdr) in [
         (
             "IPv4 UDP",
@@ -787,7 +1035,7 @@ fn gso_udp_packets_are_charged_their_udp_header_per_segment() {
         let r = run_ctx(&skel, dir, &pkt, Some(&mut ctx)).expect("BPF_PROG_RUN with gso ctx");
         assert_eq!(r.retval, RET_PASS, "{name}");
         let wire = pkt.len() + (segs as usize - 1) * hdr;
-        let charged = (full - bucket(&skel, dir).0) / NSEC_PER_SEC;
+        let charged = ((full - bucket(&skel, dir).0) as u64) / NSEC_PER_SEC;
         assert_eq!(
             charged,
             wire as u64,
@@ -824,8 +1072,8 @@ fn truncated_and_non_ip_packets_pass_and_are_counted() {
     let skel = load(&mut storage);
     let dir = Direction::PodEgress;
     let p = configure(&skel, dir, RATE_BITS);
-    let full = p.burst_bytes * NSEC_PER_SEC;
-    let band = p.ecn_band_bytes * NSEC_PER_SEC;
+    let full = full(&p);
+    let band = band(&p) + reserve(&p);
     let v4 = ipv4_tcp(ECN_ECT0);
     let v6 = ipv6_tcp(ECN_ECT0);
     freeze_bucket(&skel, dir, full);
@@ -918,7 +1166,9 @@ fn truncated_and_non_ip_packets_pass_and_are_counted() {
         level -= byte_ns(pkt.len());
         assert_eq!(bucket(&skel, dir).0, level, "{name}: charged at its length");
     }
-    // their ECN bits are not trusted: in the band they are dropped, not marked
+    // their ECN bits are not trusted: heavy, in the band, they are dropped,
+    // not marked
+    make_heavy(&skel, dir, &p);
     for (name, pkt) in &malformed {
         freeze_bucket(&skel, dir, byte_ns(pkt.len()) + band - 1);
         let before = counters(&skel, dir);
@@ -935,6 +1185,7 @@ fn truncated_and_non_ip_packets_pass_and_are_counted() {
     }
 
     // 3. non-IP: counted, charged, passed under rate; never marked
+    fill_cells(&skel, dir, &p, 0);
     freeze_bucket(&skel, dir, full);
     let before = counters(&skel, dir);
     for (name, pkt) in [
@@ -995,7 +1246,6 @@ fn each_program_charges_its_own_direction_only() {
     let skel = load(&mut storage);
     let pi = configure(&skel, Direction::PodIngress, RATE_BITS);
     let pe = configure(&skel, Direction::PodEgress, RATE_BITS * 10);
-    let full = |p: &BucketParams| p.burst_bytes * NSEC_PER_SEC;
     freeze_bucket(&skel, Direction::PodIngress, full(&pi));
     freeze_bucket(&skel, Direction::PodEgress, full(&pe));
     let mut expect = [
@@ -1018,6 +1268,8 @@ fn each_program_charges_its_own_direction_only() {
                 e.1 -= byte_ns(pkt.len());
                 e.2.passed_packets += 1;
                 e.2.passed_bytes += pkt.len() as u64;
+                e.2.passed_mouse_packets += 1;
+                e.2.passed_mouse_bytes += pkt.len() as u64;
             }
         }
         for (d, level, c) in expect {
@@ -1086,4 +1338,540 @@ fn unconfigured_direction_passes_untouched() {
     // and the configured direction was not charged for them either
     assert_eq!(counters(&skel, Direction::PodEgress), Counters::default());
     assert_eq!(bucket(&skel, Direction::PodEgress), (0, 0));
+}
+
+// ---------------------------------------------------------------------------
+// two stages: mice, heavy flows, the sketch
+
+/// A mouse may use the whole bucket: above the reserve, inside the heavy
+/// flows' ECN band and inside the reserve it passes unmarked (ECT or not),
+/// charged and counted as a mouse; only below one packet's cost is it dropped.
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn mice_pass_down_to_the_bottom_unmarked() {
+    common::require_root();
+    let mut storage = MaybeUninit::uninit();
+    let skel = load(&mut storage);
+    for dir in Direction::ALL {
+        let p = configure(&skel, dir, RATE_BITS);
+        for (name, pkt) in [
+            ("IPv4 not-ECT", ipv4_tcp(ECN_NOT_ECT)),
+            ("IPv4 ECT(0)", ipv4_tcp(ECN_ECT0)),
+            ("IPv6 ECT(1)", ipv6_tcp(ECN_ECT1)),
+        ] {
+            let cost = byte_ns(pkt.len());
+            for level in [
+                cost + reserve(&p) + band(&p) - 1,
+                cost + reserve(&p) - 1,
+                cost + 1,
+                cost,
+            ] {
+                fill_cells(&skel, dir, &p, 0);
+                freeze_bucket(&skel, dir, level);
+                let before = counters(&skel, dir);
+                let r = run(&skel, dir, &pkt);
+                assert_eq!(r.retval, RET_PASS, "{dir:?} {name} at {level}");
+                assert_eq!(r.data, pkt, "{dir:?} {name}: a mouse was rewritten");
+                let after = counters(&skel, dir);
+                assert_eq!(
+                    (
+                        after.passed_mouse_packets - before.passed_mouse_packets,
+                        after.passed_mouse_bytes - before.passed_mouse_bytes,
+                        after.passed_heavy_packets - before.passed_heavy_packets,
+                        after.ce_marked_packets - before.ce_marked_packets,
+                    ),
+                    (1, pkt.len() as u64, 0, 0),
+                    "{dir:?} {name} at {level}"
+                );
+                assert_eq!(bucket(&skel, dir), (level - cost, u64::MAX));
+            }
+            fill_cells(&skel, dir, &p, 0);
+            freeze_bucket(&skel, dir, cost - 1);
+            assert_eq!(run(&skel, dir, &pkt).retval, RET_DROP, "{dir:?} {name}");
+        }
+    }
+}
+
+/// A flow under the threshold stays a mouse; the packet that takes its
+/// estimate past the threshold is heavy, and so are the next ones. Idle one
+/// epoch, half its bytes count (here under the threshold again: a mouse);
+/// idle two epochs (the window), none: light again. Time is driven through
+/// the epoch number in the bucket state; then once on the real clock.
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn a_flow_turns_heavy_past_the_threshold_and_light_after_the_window() {
+    common::require_root();
+    let mut storage = MaybeUninit::uninit();
+    let skel = load(&mut storage);
+    let dir = Direction::PodEgress;
+    let p = configure(&skel, dir, 20_000_000); // T = 312500 B
+    let t = p.heavy_threshold_bytes;
+    let pkt = ipv4_flow(40000, 5201);
+    let len = pkt.len() as u64;
+    let cells = flow_cells(&skel, dir, &p, &pkt);
+    // a bucket that never runs out: classification is what is tested
+    let mut big = p;
+    big.burst_bytes = 1 << 32;
+    write_config(skel.maps.natra_cfg.as_fd(), dir, &big).expect("write config");
+    freeze_bucket(&skel, dir, full(&big));
+
+    // class of the next packet of the flow, from the counters
+    let send = |skel: &NatraSkel<'_>| -> bool {
+        let before = counters(skel, dir);
+        assert_eq!(run(skel, dir, &pkt).retval, RET_PASS);
+        let after = counters(skel, dir);
+        after.passed_heavy_packets > before.passed_heavy_packets
+    };
+    let mut sent = 0u64;
+    let mut first_heavy = None;
+    for i in 0..(t / len + 10) {
+        let heavy = send(&skel);
+        sent += len;
+        assert_eq!(heavy, sent > t, "packet {i}, {sent} bytes: heavy {heavy}");
+        if heavy && first_heavy.is_none() {
+            first_heavy = Some(sent);
+        }
+        // its cells hold exactly what it sent, in the frozen epoch
+        for &c in &cells {
+            assert_eq!(read_cell(&skel, c), cell(FROZEN_EPOCH, sent), "cell {c}");
+        }
+    }
+    println!(
+        "threshold {t} B: heavy from {} B ({} packets of {len} B)",
+        first_heavy.unwrap(),
+        first_heavy.unwrap() / len
+    );
+    let seen = state(&skel, dir).heavy_seen;
+    assert_eq!(seen.count_ones(), 1, "one heavy flow in the bitmap");
+    assert!((heavy_flows_estimate(seen) - 1.0).abs() < 0.1);
+
+    // one epoch later: half of it counts (sent/2 + len < T: a mouse again)
+    let mut st = state(&skel, dir);
+    st.epoch = FROZEN_EPOCH + 1;
+    set_state(&skel, dir, &st);
+    assert!(
+        !send(&skel),
+        "one epoch later, half of {sent} B is under {t} B"
+    );
+    for &c in &cells {
+        assert_eq!(read_cell(&skel, c), cell(FROZEN_EPOCH + 1, sent / 2 + len));
+    }
+    // heavy again within that epoch
+    while !send(&skel) {}
+    // two epochs idle: forgotten
+    let mut st = state(&skel, dir);
+    st.epoch = FROZEN_EPOCH + 3;
+    set_state(&skel, dir, &st);
+    assert!(!send(&skel), "two epochs later the flow is light");
+    for &c in &cells {
+        assert_eq!(read_cell(&skel, c), cell(FROZEN_EPOCH + 3, len));
+    }
+
+    // the real clock: an epoch that began two epochs ago moves on by two
+    while !send(&skel) {}
+    let mut st = state(&skel, dir);
+    let epoch = st.epoch;
+    st.epoch_start_ns = monotonic_ns() - 2 * p.epoch_ns - 1_000_000;
+    set_state(&skel, dir, &st);
+    let before = monotonic_ns();
+    assert!(
+        !send(&skel),
+        "after a window on the real clock the flow is light"
+    );
+    let st = state(&skel, dir);
+    assert_eq!(st.epoch, epoch + 2);
+    assert!(st.epoch_start_ns >= before && st.epoch_start_ns <= monotonic_ns());
+    assert_eq!(st.heavy_seen, 0);
+    assert_eq!(st.heavy_seen_prev, 0);
+}
+
+/// 10,000 distinct light flows (one packet each, of 100..1400 bytes) at the
+/// default sketch size, next to two heavy flows: how many of the light flows
+/// does the next packet find heavy? Must be under 1%.
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn ten_thousand_light_flows_are_rarely_taken_for_heavy() {
+    common::require_root();
+    let mut storage = MaybeUninit::uninit();
+    let skel = load(&mut storage);
+    let dir = Direction::PodIngress;
+    let p = configure(&skel, dir, RATE_BITS); // T = 1.5625 MB
+                                              // a bucket that never runs out: classification is what is measured
+    let mut big = p;
+    big.burst_bytes = 1 << 32;
+    write_config(skel.maps.natra_cfg.as_fd(), dir, &big).expect("write config");
+    freeze_bucket(&skel, dir, full(&big));
+    fill_cells(&skel, dir, &p, 0);
+
+    let elephant = |n: u16| ipv4(0, IPPROTO_TCP, &[], &tcp_ports(n, 443, 1400));
+    for e in [1u16, 2] {
+        let pkt = elephant(e);
+        for _ in 0..(p.heavy_threshold_bytes / pkt.len() as u64 + 50) {
+            run(&skel, dir, &pkt);
+        }
+    }
+    let before = counters(&skel, dir);
+    for e in [1u16, 2] {
+        run(&skel, dir, &elephant(e));
+    }
+    assert_eq!(
+        counters(&skel, dir).passed_heavy_packets - before.passed_heavy_packets,
+        2,
+        "the elephants are heavy"
+    );
+
+    const FLOWS: u32 = 10_000;
+    let light = |f: u32, size: usize| {
+        let src = [10, 1 + (f >> 16) as u8, (f >> 8) as u8, f as u8];
+        let mut pkt = ipv4(
+            0,
+            IPPROTO_UDP,
+            &[],
+            &udp(size)[..], // ports fixed: the addresses differ
+        );
+        pkt[ETH_HLEN + 12..ETH_HLEN + 16].copy_from_slice(&src);
+        set_frag4(pkt, 0x4000)
+    };
+    let mut bytes = 0u64;
+    for f in 0..FLOWS {
+        let size = 100 + (f as usize * 7919) % 1300;
+        let pkt = light(f, size);
+        bytes += pkt.len() as u64;
+        assert_eq!(run(&skel, dir, &pkt).retval, RET_PASS);
+    }
+    let before = counters(&skel, dir);
+    for f in 0..FLOWS {
+        run(&skel, dir, &light(f, 64));
+    }
+    let after = counters(&skel, dir);
+    let heavy = after.passed_heavy_packets - before.passed_heavy_packets;
+    let fraction = heavy as f64 / f64::from(FLOWS);
+    println!(
+        "false-heavy: {heavy} of {FLOWS} light flows ({:.4}%) with sketch {}x{}, threshold {} B, \
+         {bytes} B of light traffic + 2 elephants",
+        fraction * 100.0,
+        p.sketch_depth,
+        p.sketch_width,
+        p.heavy_threshold_bytes
+    );
+    assert!(fraction < 0.01, "false-heavy fraction {fraction}");
+}
+
+/// IPv6 flows that differ only in the high 96 bits of an address are
+/// different flows: different cells, and one heavy leaves the other a mouse.
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn ipv6_flows_differing_in_the_high_96_bits_are_different_flows() {
+    common::require_root();
+    let mut storage = MaybeUninit::uninit();
+    let skel = load(&mut storage);
+    let dir = Direction::PodEgress;
+    let p = configure(&skel, dir, RATE_BITS);
+    let l4 = tcp_ports(40000, 443, 1000);
+    let base = ipv6_addrs(0, 0, IPPROTO_TCP, &V6_SRC, &V6_DST, &l4);
+    let base_cells = flow_cells(&skel, dir, &p, &base);
+    for (name, byte, src_side) in [
+        ("saddr bit in word 0", 1usize, true),
+        ("saddr bit in word 1", 6, true),
+        ("saddr bit in word 2", 10, true),
+        ("daddr bit in word 0", 3, false),
+        ("daddr bit in word 2", 11, false),
+    ] {
+        let (mut src, mut dst) = (V6_SRC, V6_DST);
+        if src_side {
+            src[byte] ^= 0x10;
+        } else {
+            dst[byte] ^= 0x01;
+        }
+        let other = ipv6_addrs(0, 0, IPPROTO_TCP, &src, &dst, &l4);
+        let other_cells = flow_cells(&skel, dir, &p, &other);
+        let shared = base_cells
+            .iter()
+            .filter(|c| other_cells.contains(c))
+            .count();
+        assert!(
+            shared < base_cells.len(),
+            "{name}: every row maps both flows to the same cell"
+        );
+        // make `base` heavy through its own cells only: `other` stays a mouse
+        fill_cells(&skel, dir, &p, 0);
+        for &c in &base_cells {
+            write_cell(&skel, c, cell(FROZEN_EPOCH, 1 << 39));
+        }
+        freeze_bucket(&skel, dir, full(&p));
+        for (pkt, heavy) in [(&base, true), (&other, false)] {
+            let before = counters(&skel, dir);
+            assert_eq!(run(&skel, dir, pkt).retval, RET_PASS);
+            let after = counters(&skel, dir);
+            assert_eq!(
+                after.passed_heavy_packets - before.passed_heavy_packets,
+                u64::from(heavy),
+                "{name}: {} heavy {heavy}",
+                if heavy { "base" } else { "other" }
+            );
+        }
+    }
+}
+
+/// The flow key: ports and protocol count; IPv6 extension headers are
+/// skipped to the ports; every fragment of a datagram (the first too, for
+/// IPv4 and IPv6) is keyed without ports, so a fragmented datagram is one
+/// flow; protocols other than TCP/UDP are keyed by number.
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn the_flow_key_is_the_parsed_five_tuple() {
+    common::require_root();
+    let mut storage = MaybeUninit::uninit();
+    let skel = load(&mut storage);
+    let dir = Direction::PodIngress;
+    let p = configure(&skel, dir, RATE_BITS);
+    let cells = |pkt: &[u8]| flow_cells(&skel, dir, &p, pkt);
+
+    // ports and protocol
+    let a = cells(&ipv4_flow(40000, 80));
+    assert_ne!(a, cells(&ipv4_flow(40001, 80)), "source port ignored");
+    assert_ne!(a, cells(&ipv4_flow(40000, 81)), "destination port ignored");
+    assert_eq!(a, cells(&ipv4_flow(40000, 80)), "same 5-tuple, other cells");
+    let mut udp_same_ports = udp(1000);
+    udp_same_ports[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    udp_same_ports[2..4].copy_from_slice(&80u16.to_be_bytes());
+    assert_ne!(
+        a,
+        cells(&ipv4(0, IPPROTO_UDP, &[], &udp_same_ports)),
+        "protocol ignored"
+    );
+    let icmp = cells(&ipv4(0, 1, &[], &[8, 0, 0, 0, 0, 1, 0, 1]));
+    assert_ne!(icmp, cells(&ipv4(0, 47, &[], &[0; 8])), "ICMP vs GRE");
+    // other protocols have no ports: payload bytes do not split the flow
+    assert_eq!(icmp, cells(&ipv4(0, 1, &[], &[8, 0, 0, 0, 0, 2, 0, 9])));
+
+    // IPv4 fragments: first (MF, offset 0) and later ones are one flow,
+    // keyed without ports
+    let whole = ipv4_flow(40000, 80);
+    let first = set_frag4(whole.clone(), 0x2000);
+    let later = set_frag4(whole.clone(), 0x00b9);
+    let last = set_frag4(whole.clone(), 0x0172);
+    let fa = cells(&first);
+    assert_eq!(fa, cells(&later), "IPv4 first and middle fragment");
+    assert_eq!(fa, cells(&last), "IPv4 first and last fragment");
+    assert_ne!(fa, a, "a fragment keyed with ports");
+    // ...of any ports: the ports are not read
+    assert_eq!(fa, cells(&set_frag4(ipv4_flow(1, 2), 0x2000)));
+
+    // IPv6 extension headers are skipped to the ports
+    let l4 = tcp_ports(40000, 80, 1000);
+    let plain6 = cells(&ipv6(0, 0, IPPROTO_TCP, &l4));
+    let mut chain = ext8(43); // hop-by-hop -> routing
+    chain.extend(ext8(60)); // routing -> destination options
+    chain.extend(ext8(IPPROTO_TCP));
+    chain.extend(&l4);
+    assert_eq!(plain6, cells(&ipv6(0, 0, 0, &chain)), "HBH+RH+DO+TCP");
+    let mut chain_other = ext8(IPPROTO_TCP);
+    chain_other.extend(tcp_ports(40000, 81, 1000));
+    assert_ne!(plain6, cells(&ipv6(0, 0, 60, &chain_other)));
+    // IPv6 fragments: first and later fragment one flow, without ports
+    let mut f1 = ext8(44);
+    f1.extend(frag6(IPPROTO_TCP, 0, true));
+    f1.extend(&l4);
+    let mut f2 = frag6(IPPROTO_TCP, 185, false);
+    f2.extend(&l4[..200]);
+    let f6 = cells(&ipv6(0, 0, 0, &f1));
+    assert_eq!(
+        f6,
+        cells(&ipv6(0, 0, 44, &f2)),
+        "IPv6 first and later fragment"
+    );
+    assert_ne!(f6, plain6, "an IPv6 fragment keyed with ports");
+    // an atomic fragment (offset 0, no M) is a whole datagram: ports count
+    let mut atomic = frag6(IPPROTO_TCP, 0, false);
+    atomic.extend(&l4);
+    assert_eq!(plain6, cells(&ipv6(0, 0, 44, &atomic)), "atomic fragment");
+    // more than 6 extension headers: no ports, but still parsed as IP
+    let mut long = Vec::new();
+    for _ in 0..7 {
+        long.extend(ext8(60));
+    }
+    long.extend(ext8(IPPROTO_TCP));
+    long.extend(&l4);
+    let before = counters(&skel, dir);
+    let long_cells = cells(&ipv6(0, 0, 60, &long));
+    assert_ne!(long_cells, plain6);
+    assert_eq!(
+        counters(&skel, dir).malformed_packets,
+        before.malformed_packets
+    );
+}
+
+/// The sketch's ARRAY map is sized by the control plane before load
+/// (2 directions x depth x width), and the default pod stays under 256 KiB of
+/// map memory: computed from max_entries x value_size of every map.
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn the_sketch_is_sized_at_load_and_a_default_pod_stays_under_256k() {
+    common::require_root();
+    let limits = pod_limits(
+        RequestedLimit {
+            rate_bits: 20_000_000,
+            burst_bits: 0,
+        },
+        RequestedLimit {
+            rate_bits: 20_000_000,
+            burst_bits: 0,
+        },
+        &Tuning::default(),
+    )
+    .unwrap();
+    let p = limits.pod_egress.unwrap();
+    let mut storage = MaybeUninit::uninit();
+    let mut open = NatraSkelBuilder::default().open(&mut storage).unwrap();
+    open.maps
+        .natra_sketch
+        .set_max_entries(natra::dataplane::maps::sketch_entries(&p))
+        .unwrap();
+    let skel = open.load().unwrap();
+    let cpus = libbpf_rs::num_possible_cpus().unwrap() as u64;
+    let mut total = 0u64;
+    let mut rows = Vec::new();
+    for m in skel.object().maps() {
+        let name = m.name().to_string_lossy().into_owned();
+        let per_cpu = m.map_type() == libbpf_rs::MapType::PercpuArray;
+        let bytes = u64::from(m.max_entries())
+            * u64::from(m.value_size()).next_multiple_of(8)
+            * if per_cpu { cpus } else { 1 };
+        rows.push(format!(
+            "{name}: {} x {} B",
+            m.max_entries(),
+            m.value_size()
+        ));
+        total += bytes;
+    }
+    println!(
+        "maps of a default 20 Mbit/s pod: {} = {total} B",
+        rows.join(", ")
+    );
+    assert_eq!(skel.maps.natra_sketch.max_entries(), 2 * 4 * 128);
+    let sketch = 2 * 4 * 128 * 8;
+    assert!(
+        total - sketch < 16 * 1024 + cpus * 128,
+        "other maps: {}",
+        total - sketch
+    );
+    assert!(total <= 256 * 1024, "{total} B");
+}
+
+// ---------------------------------------------------------------------------
+// EDT
+
+/// Offset of `tstamp` in the BPF_PROG_RUN context.
+const TSTAMP: usize = offset_of!(__sk_buff, tstamp);
+
+/// Runs `pkt` with a zeroed __sk_buff context and returns (verdict, tstamp
+/// from the context out, clock before, clock after).
+fn run_tstamp(skel: &NatraSkel<'_>, dir: Direction, pkt: &[u8]) -> (u32, u64, u64, u64) {
+    let mut ctx_in = vec![0u8; size_of::<__sk_buff>()];
+    let mut ctx_out = vec![0u8; size_of::<__sk_buff>()];
+    let mut out = vec![0u8; pkt.len() + 256];
+    let t0 = monotonic_ns();
+    let o = prog(skel, dir)
+        .test_run(ProgramInput {
+            data_in: Some(pkt),
+            data_out: Some(&mut out),
+            context_in: Some(&mut ctx_in),
+            context_out: Some(&mut ctx_out),
+            repeat: 1,
+            ..Default::default()
+        })
+        .expect("BPF_PROG_RUN with a context");
+    let t1 = monotonic_ns();
+    let ret = o.return_value;
+    let ts = u64::from_ne_bytes(ctx_out[TSTAMP..TSTAMP + 8].try_into().unwrap());
+    (ret, ts, t0, t1)
+}
+
+/// EDT on pod egress: a heavy packet over the rate is charged and leaves
+/// with skb->tstamp = now + (R + cost - level) / rate. At 1 MB/s (8 Mbit/s)
+/// a packet of L bytes is L x 1000 ns: from a bucket at exactly R the n-th
+/// packet departs n x L x 1000 ns after now (t_next = t_last + len x 1e9 /
+/// rate). Past the horizon: dropped, uncharged. Mice still pass, unstamped,
+/// below 0. Pod ingress never paces.
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
+    common::require_root();
+    let mut storage = MaybeUninit::uninit();
+    let skel = load(&mut storage);
+    let dir = Direction::PodEgress;
+    let req = RequestedLimit {
+        rate_bits: 8_000_000,
+        burst_bits: 0,
+    };
+    let limits = pod_limits(req, req, &Tuning::default()).unwrap();
+    let p = limits.pod_egress.unwrap().with_edt();
+    assert_eq!(p.rate_bytes_per_sec, 1_000_000);
+    assert_eq!(p.edt_horizon_ns, 250_000_000);
+    write_config(skel.maps.natra_cfg.as_fd(), dir, &p).expect("write config");
+    make_heavy(&skel, dir, &p);
+    let pkt = ipv4_flow(40000, 5201);
+    let len = pkt.len() as u64;
+    let per_packet_ns = len * NSEC_PER_SEC / p.rate_bytes_per_sec;
+    assert_eq!(
+        per_packet_ns,
+        len * 1000,
+        "units: bytes and bytes/s give ns"
+    );
+
+    freeze_bucket(&skel, dir, reserve(&p));
+    for n in 1..=5u64 {
+        let before = counters(&skel, dir);
+        let (ret, ts, t0, t1) = run_tstamp(&skel, dir, &pkt);
+        assert_eq!(ret, RET_PASS, "paced packet {n}");
+        let delay = n * per_packet_ns;
+        assert!(
+            ts >= t0 + delay && ts <= t1 + delay,
+            "packet {n}: tstamp {ts} not within now + {delay} ns ([{t0}, {t1}] + delay)"
+        );
+        println!(
+            "EDT packet {n}: tstamp - now in [{}, {}] ns, expected {delay} ns",
+            ts - t1,
+            ts - t0
+        );
+        let after = counters(&skel, dir);
+        assert_eq!(after.paced_packets - before.paced_packets, 1);
+        assert_eq!(after.paced_bytes - before.paced_bytes, len);
+        assert_eq!(
+            bucket(&skel, dir).0,
+            reserve(&p) - n as i64 * byte_ns(pkt.len())
+        );
+    }
+    // the last packet within the horizon, then beyond it: dropped, uncharged
+    let horizon_packets = p.edt_horizon_ns / per_packet_ns;
+    let level = reserve(&p) - (horizon_packets as i64 - 1) * byte_ns(pkt.len());
+    freeze_bucket(&skel, dir, level);
+    let (ret, ts, t0, _) = run_tstamp(&skel, dir, &pkt);
+    assert_eq!(ret, RET_PASS);
+    assert!(ts - t0 <= p.edt_horizon_ns);
+    let before = counters(&skel, dir);
+    let (ret, ts, _, _) = run_tstamp(&skel, dir, &pkt);
+    assert_eq!(ret, RET_DROP, "beyond the horizon");
+    assert_eq!(ts, 0, "a dropped packet was stamped");
+    assert_eq!(
+        counters(&skel, dir).dropped_packets,
+        before.dropped_packets + 1
+    );
+    let debt_level = level - byte_ns(pkt.len());
+    assert_eq!(bucket(&skel, dir).0, debt_level);
+    // a mouse still passes, unstamped, from the debt
+    fill_cells(&skel, dir, &p, 0);
+    let (ret, ts, _, _) = run_tstamp(&skel, dir, &pkt);
+    assert_eq!((ret, ts), (RET_PASS, 0), "a mouse in the heavy flows' debt");
+    assert_eq!(bucket(&skel, dir).0, debt_level - byte_ns(pkt.len()));
+
+    // pod ingress with the same config: never paced, ECN-then-drop
+    let ing = Direction::PodIngress;
+    write_config(skel.maps.natra_cfg.as_fd(), ing, &p).expect("write config");
+    make_heavy(&skel, ing, &p);
+    freeze_bucket(&skel, ing, reserve(&p));
+    let (ret, ts, _, _) = run_tstamp(&skel, ing, &pkt);
+    assert_eq!((ret, ts), (RET_DROP, 0), "pod ingress paced");
+    assert_eq!(counters(&skel, ing).paced_packets, 0);
 }

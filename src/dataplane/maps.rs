@@ -3,7 +3,9 @@ use std::ffi::c_void;
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd};
 
-use super::skeleton::types::{natra_bucket_state, natra_config, natra_counters, natra_direction};
+use super::skeleton::types::{
+    natra_bucket_state, natra_config, natra_config_flags, natra_counters, natra_direction,
+};
 use super::Direction;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::BucketParams;
@@ -11,12 +13,41 @@ use crate::limits::BucketParams;
 pub fn config_for(dir: Direction, p: &BucketParams) -> natra_config {
     natra_config {
         direction: natra_direction(dir.index()),
+        flags: if p.edt {
+            natra_config_flags::NATRA_CFG_EDT
+        } else {
+            natra_config_flags(0)
+        },
         rate_bytes_per_sec: p.rate_bytes_per_sec,
         burst_bytes: p.burst_bytes,
         ecn_band_bytes: p.ecn_band_bytes,
         refill_full_ns: p.refill_full_ns,
-        ..Default::default()
+        mice_reserve_bytes: p.mice_reserve_bytes,
+        edt_debt_bytes: p.edt_debt_bytes,
+        edt_horizon_ns: p.edt_horizon_ns,
+        heavy_threshold_bytes: p.heavy_threshold_bytes,
+        epoch_ns: p.epoch_ns,
+        sketch_depth: p.sketch_depth,
+        sketch_width: p.sketch_width,
+        sketch_shift: 64 - p.sketch_width.trailing_zeros(),
+        sketch_base: dir.index() * p.sketch_cells(),
     }
+}
+
+/// Entries of the sketch map for a pod whose directions use `p`'s geometry.
+pub fn sketch_entries(p: &BucketParams) -> u32 {
+    2 * p.sketch_cells()
+}
+
+/// Linear-counting estimate of the distinct heavy flows behind a bitmap of
+/// 64 hash buckets (`heavy_seen | heavy_seen_prev` of the bucket state).
+pub fn heavy_flows_estimate(bitmap: u64) -> f64 {
+    let zeros = f64::from(bitmap.count_zeros());
+    if zeros == 0.0 {
+        // saturated: at least this many
+        return 64.0 * (64f64).ln();
+    }
+    -64.0 * (zeros / 64.0).ln()
 }
 
 pub fn write_config(map: BorrowedFd<'_>, dir: Direction, p: &BucketParams) -> Result<()> {
@@ -46,8 +77,9 @@ pub fn write_bucket_full(
 ) -> Result<()> {
     let key = dir.index();
     let value = natra_bucket_state {
-        level: p.burst_bytes * 1_000_000_000,
+        level: (p.burst_bytes * 1_000_000_000) as i64,
         last_ns: now_ns,
+        epoch_start_ns: now_ns,
         ..Default::default()
     };
     // SAFETY: key and value are live values of the map's key (u32) and value
@@ -106,6 +138,12 @@ pub fn read_counters(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_counte
         .fold(natra_counters::default(), |mut sum, c| {
             sum.passed_packets += c.passed_packets;
             sum.passed_bytes += c.passed_bytes;
+            sum.passed_mouse_packets += c.passed_mouse_packets;
+            sum.passed_mouse_bytes += c.passed_mouse_bytes;
+            sum.passed_heavy_packets += c.passed_heavy_packets;
+            sum.passed_heavy_bytes += c.passed_heavy_bytes;
+            sum.paced_packets += c.paced_packets;
+            sum.paced_bytes += c.paced_bytes;
             sum.ce_marked_packets += c.ce_marked_packets;
             sum.ce_marked_bytes += c.ce_marked_bytes;
             sum.dropped_packets += c.dropped_packets;

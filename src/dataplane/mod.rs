@@ -120,6 +120,13 @@ fn install_inner(
         prog.set_autoload(dir.limit(limits).is_some());
         prog.set_attach_type(dir.host_veth_hook());
     }
+    // The sketch map is sized for this pod before load (docs/dataplane.md).
+    if let Some(p) = limits.pod_ingress.or(limits.pod_egress) {
+        open.maps
+            .natra_sketch
+            .set_max_entries(maps::sketch_entries(&p))
+            .context(ErrorKind::Dataplane, "cannot size the sketch map")?;
+    }
     let mut skel = open
         .load()
         .context(ErrorKind::Dataplane, "cannot load the BPF programs")?;
@@ -127,9 +134,9 @@ fn install_inner(
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
         .context(ErrorKind::Dataplane, "cannot read CLOCK_MONOTONIC")?;
     let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
-    // MERGE(edt): EDT pacing is on for this load (fq is the root qdisc of the
-    // Pod's interface and the mode is Pod-side): set NATRA_CFG_EDT in
-    // natra_config.flags from `edt` when writing the config below.
+    // EDT pacing is on for this load (fq is the root qdisc of the Pod's
+    // interface and the mode is Pod-side): NATRA_CFG_EDT in pod egress's
+    // natra_config.flags, with its horizon and debt (limits::with_edt).
     let edt = stage.edt;
     log::debug!(
         "writing the config with EDT {}",
@@ -137,6 +144,7 @@ fn install_inner(
     );
     for dir in Direction::ALL {
         if let Some(params) = dir.limit(limits) {
+            let params = if edt { params.with_edt() } else { params };
             maps::write_config(skel.maps.natra_cfg.as_fd(), dir, &params)?;
             maps::write_bucket_full(skel.maps.natra_bucket.as_fd(), dir, &params, now_ns)?;
         }
@@ -214,16 +222,22 @@ pub fn verify(
         };
         modes::verify_direction(pins, &record, target, dir)?;
         let found = maps::read_config(config.as_fd(), dir)?;
+        let params = if record.has(self::record::EDT) {
+            params.with_edt()
+        } else {
+            params
+        };
         let expected = maps::config_for(dir, &params);
-        if (
-            found.rate_bytes_per_sec,
-            found.burst_bytes,
-            found.ecn_band_bytes,
-        ) != (
-            expected.rate_bytes_per_sec,
-            expected.burst_bytes,
-            expected.ecn_band_bytes,
-        ) {
+        let key = |c: &skeleton::types::natra_config| {
+            (
+                (c.rate_bytes_per_sec, c.burst_bytes, c.ecn_band_bytes),
+                (c.refill_full_ns, c.mice_reserve_bytes, c.flags.0),
+                (c.edt_debt_bytes, c.edt_horizon_ns, c.heavy_threshold_bytes),
+                (c.epoch_ns, c.sketch_depth, c.sketch_width),
+                (c.sketch_shift, c.sketch_base),
+            )
+        };
+        if key(&found) != key(&expected) {
             return Err(Error::new(
                 ErrorKind::CheckMismatch,
                 format!(
@@ -232,11 +246,20 @@ pub fn verify(
                 ),
             )
             .with_details(format!(
-                "expected rate {} B/s burst {} B, found rate {} B/s burst {} B",
+                "expected rate {} B/s burst {} B threshold {} B sketch {}x{} edt {}, \
+                 found rate {} B/s burst {} B threshold {} B sketch {}x{} edt {}",
                 expected.rate_bytes_per_sec,
                 expected.burst_bytes,
+                expected.heavy_threshold_bytes,
+                expected.sketch_depth,
+                expected.sketch_width,
+                expected.flags.0,
                 found.rate_bytes_per_sec,
-                found.burst_bytes
+                found.burst_bytes,
+                found.heavy_threshold_bytes,
+                found.sketch_depth,
+                found.sketch_width,
+                found.flags.0
             )));
         }
     }

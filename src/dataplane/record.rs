@@ -10,18 +10,18 @@ use libbpf_rs::MapHandle;
 
 use super::modes::AttachMode;
 use super::pins::AttachmentPins;
-use super::skeleton::types::{natra_attach_mode, natra_attachment};
+use super::skeleton::types::{natra_attach_flags, natra_attach_mode, natra_attachment};
 use crate::error::{Context, Error, ErrorKind, Result};
 
 /// Pin name of the record map.
 pub const ATTACHMENT_MAP: &str = "attachment";
 
-/// `NATRA_ATTACH_OWNS_CLSACT`: natra created the clsact qdisc it uses.
-pub const OWNS_CLSACT: u32 = 1 << 0;
-/// `NATRA_ATTACH_OWNS_FQ`: natra installed fq as the Pod interface's root.
-pub const OWNS_FQ: u32 = 1 << 1;
-/// `NATRA_ATTACH_EDT`: EDT pacing is on (fq on the Pod's interface).
-pub const EDT: u32 = 1 << 2;
+/// natra created the clsact qdisc it uses.
+pub const OWNS_CLSACT: u32 = natra_attach_flags::NATRA_ATTACH_OWNS_CLSACT.0;
+/// natra installed fq as the Pod interface's root.
+pub const OWNS_FQ: u32 = natra_attach_flags::NATRA_ATTACH_OWNS_FQ.0;
+/// EDT pacing is on (fq on the Pod's interface).
+pub const EDT: u32 = natra_attach_flags::NATRA_ATTACH_EDT.0;
 
 /// `struct natra_attachment` with a mode that is not NATRA_ATTACH_NONE.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +42,7 @@ impl Record {
             mode: self.mode.to_raw(),
             host_ifindex: self.host_ifindex,
             pod_ifindex: self.pod_ifindex,
-            flags: self.flags,
+            flags: natra_attach_flags(self.flags),
         }
     }
 }
@@ -103,7 +103,7 @@ pub fn read(pins: &AttachmentPins) -> Result<Option<Record>> {
         mode,
         host_ifindex: value.host_ifindex,
         pod_ifindex: value.pod_ifindex,
-        flags: value.flags,
+        flags: value.flags.0,
     }))
 }
 

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: Apache-2.0
 /*
- * Host-side tests of bpf/lib/bucket.h: the token bucket is pure arithmetic over
- * (state, config, now), so the very same header the BPF program includes is
- * compiled here with the host compiler and driven with a deterministic clock.
+ * Host-side tests of the dataplane's arithmetic: bpf/lib/bucket.h (the pod
+ * bucket, its layers, EDT), bpf/lib/sketch.h (Count-Min Sketch with decay),
+ * bpf/lib/flow.h (flow hash) and bpf/lib/policy.h (the two stages together).
+ * They are pure functions of (state, config, now), so the very headers the
+ * BPF program includes are compiled here with the host compiler and driven
+ * with a deterministic clock.
  *
  * Built and run by tests/bucket_arith.rs:
- *   clang -O2 -Wall -Werror -I include -I bpf tests/c/bucket_arith.c
+ *   clang -O2 -Wall -Werror -I include -I bpf tests/c/bucket_arith.c -lm
  * Prints one line per failure on stderr and, last, exactly
  *   bucket_arith: N passed, M failed
  * on stdout; exits non-zero when M > 0.
@@ -13,6 +16,8 @@
 #include <linux/types.h>
 #include <linux/bpf.h> /* struct bpf_spin_lock, used by natra.h */
 #include <inttypes.h>
+#include <math.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,9 +27,11 @@
 #endif
 
 #include "natra.h"
-#include "lib/bucket.h"
+#include "lib/flow.h"
+#include "lib/policy.h"
 
 typedef unsigned __int128 u128;
+typedef __int128 s128;
 
 static unsigned long n_passed, n_failed;
 
@@ -39,26 +46,40 @@ static unsigned long n_passed, n_failed;
 		}                                                                                  \
 	} while (0)
 
-/* A u128 printed as decimal, for failure messages only. */
-static const char *u128_str(u128 v, char buf[48])
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* A s128 printed as decimal, for failure messages only. */
+static const char *s128_str(s128 v, char buf[48])
 {
 	char tmp[48];
-	int i = 0, j = 0;
+	int i = 0, j = 0, neg = v < 0;
+	u128 u = neg ? (u128)(-v) : (u128)v;
 
 	do {
-		tmp[i++] = (char)('0' + (int)(v % 10));
-		v /= 10;
-	} while (v);
+		tmp[i++] = (char)('0' + (int)(u % 10));
+		u /= 10;
+	} while (u);
+	if (neg)
+		buf[j++] = '-';
 	while (i)
 		buf[j++] = tmp[--i];
 	buf[j] = 0;
 	return buf;
 }
 
+/* Deterministic pseudo-random numbers (xorshift64*). */
+static __u64 rng_state = 0x2545f4914f6cdd1dULL;
+static __u64 rng(void)
+{
+	rng_state ^= rng_state >> 12;
+	rng_state ^= rng_state << 25;
+	rng_state ^= rng_state >> 27;
+	return rng_state * 0x2545f4914f6cdd1dULL;
+}
+
 /* ------------------------------------------------------------------------- */
-/* BucketParams, computed exactly like src/limits.rs (bucket_params,          */
-/* sanitise_burst, refill_full_ns). Keep in step with that file; the first    */
-/* test pins the values its own unit tests pin.                               */
+/* The parameters, computed exactly like src/limits.rs. Keep in step with     */
+/* that file; tests/bucket_arith.rs compares the two value for value.         */
 /* ------------------------------------------------------------------------- */
 /* tests/bucket_arith.rs passes the crate's own constants with -D, so the
  * mirror cannot drift from them; the defaults are only for building by hand. */
@@ -80,6 +101,45 @@ static const char *u128_str(u128 v, char buf[48])
 #ifndef ECN_BAND_DIVISOR
 #define ECN_BAND_DIVISOR 4ULL
 #endif
+#ifndef MICE_RESERVE_DIVISOR
+#define MICE_RESERVE_DIVISOR 4ULL
+#endif
+#ifndef DEFAULT_WINDOW_MS
+#define DEFAULT_WINDOW_MS 1000ULL
+#endif
+#ifndef MAX_WINDOW_MS
+#define MAX_WINDOW_MS 10000ULL
+#endif
+#ifndef MIN_HEAVY_THRESHOLD_BYTES
+#define MIN_HEAVY_THRESHOLD_BYTES (64ULL * 1024)
+#endif
+#ifndef HEAVY_WINDOW_DIVISOR
+#define HEAVY_WINDOW_DIVISOR 8ULL
+#endif
+#ifndef MAX_HEAVY_THRESHOLD_BYTES
+#define MAX_HEAVY_THRESHOLD_BYTES (1ULL << 39)
+#endif
+#ifndef DEFAULT_SKETCH_DEPTH
+#define DEFAULT_SKETCH_DEPTH 4U
+#endif
+#ifndef MIN_DEFAULT_SKETCH_WIDTH
+#define MIN_DEFAULT_SKETCH_WIDTH 128U
+#endif
+#ifndef MIN_SKETCH_WIDTH
+#define MIN_SKETCH_WIDTH 16U
+#endif
+#ifndef MAX_SKETCH_WIDTH
+#define MAX_SKETCH_WIDTH 65536U
+#endif
+#ifndef SKETCH_BUDGET_BYTES
+#define SKETCH_BUDGET_BYTES (192ULL * 1024)
+#endif
+#ifndef DEFAULT_EDT_HORIZON_MS
+#define DEFAULT_EDT_HORIZON_MS 250ULL
+#endif
+#ifndef MAX_EDT_DEBT_BYTES
+#define MAX_EDT_DEBT_BYTES (1ULL << 32)
+#endif
 
 static __u64 sanitise_burst(__u64 requested, __u64 rate)
 {
@@ -97,24 +157,101 @@ static __u64 sanitise_burst(__u64 requested, __u64 rate)
 	return requested > upper ? upper : requested;
 }
 
-static __u64 refill_full_ns(__u64 burst, __u64 rate)
+static __u64 div_ceil_u64(u128 num, __u64 den)
 {
-	u128 num = (u128)burst * NATRA_NSEC_PER_SEC;
-	u128 ns = (num + rate - 1) / rate; /* div_ceil */
+	u128 q = (num + den - 1) / den;
 
-	return ns > UINT64_MAX ? UINT64_MAX : (__u64)ns;
+	return q > UINT64_MAX ? UINT64_MAX : (__u64)q;
 }
 
-/* A config with an explicit burst (used to push past what the clamp allows). */
-static struct natra_config config_raw(__u64 rate, __u64 burst)
+static __u64 default_window_ms(__u64 rate)
+{
+	__u64 ms = (HEAVY_WINDOW_DIVISOR * MIN_HEAVY_THRESHOLD_BYTES * 1000 + rate - 1) / rate;
+
+	if (ms < DEFAULT_WINDOW_MS)
+		return DEFAULT_WINDOW_MS;
+	return ms > MAX_WINDOW_MS ? MAX_WINDOW_MS : ms;
+}
+
+static __u64 window_bytes(__u64 rate, __u64 window_ms)
+{
+	u128 n = (u128)rate * window_ms / 1000;
+
+	return n > UINT64_MAX ? UINT64_MAX : (__u64)n;
+}
+
+static __u64 default_threshold(__u64 rate, __u64 window_ms)
+{
+	__u64 t = window_bytes(rate, window_ms) / HEAVY_WINDOW_DIVISOR;
+
+	if (t < MIN_HEAVY_THRESHOLD_BYTES)
+		return MIN_HEAVY_THRESHOLD_BYTES;
+	return t > MAX_HEAVY_THRESHOLD_BYTES ? MAX_HEAVY_THRESHOLD_BYTES : t;
+}
+
+static __u32 pow2_ceil(__u32 x)
+{
+	__u32 p = 1;
+
+	while (p < x)
+		p <<= 1;
+	return p;
+}
+
+static __u32 default_width(__u64 rate, __u64 window_ms, __u64 threshold, __u32 depth)
+{
+	double need = ceil(4.0 * M_E * (double)window_bytes(rate, window_ms) / (double)threshold);
+	__u32 w = need >= (double)MAX_SKETCH_WIDTH ? MAX_SKETCH_WIDTH
+						   : pow2_ceil(need < 1 ? 1 : (__u32)need);
+	__u64 budget_cells = SKETCH_BUDGET_BYTES / (2 * 8 * (__u64)depth);
+	__u32 cap = 1;
+
+	while ((__u64)cap * 2 <= budget_cells)
+		cap <<= 1;
+	if (cap < MIN_SKETCH_WIDTH)
+		cap = MIN_SKETCH_WIDTH;
+	if (w < MIN_DEFAULT_SKETCH_WIDTH)
+		w = MIN_DEFAULT_SKETCH_WIDTH;
+	return w < cap ? w : cap;
+}
+
+static __u32 log2_u32(__u32 x)
+{
+	__u32 r = 0;
+
+	while (x > 1) {
+		x >>= 1;
+		r++;
+	}
+	return r;
+}
+
+/* A config with an explicit burst (used to push past what the clamp allows),
+ * EDT with `horizon_ms` when non-zero. */
+static struct natra_config config_raw(__u64 rate, __u64 burst, __u64 horizon_ms)
 {
 	struct natra_config c;
+	u128 debt = (u128)rate * horizon_ms / 1000;
 
 	memset(&c, 0, sizeof(c));
 	c.rate_bytes_per_sec = rate;
 	c.burst_bytes = burst;
 	c.ecn_band_bytes = burst / ECN_BAND_DIVISOR;
-	c.refill_full_ns = refill_full_ns(burst, rate);
+	c.mice_reserve_bytes = burst / MICE_RESERVE_DIVISOR;
+	if (horizon_ms) {
+		c.flags = NATRA_CFG_EDT;
+		c.edt_horizon_ns = horizon_ms * 1000000ULL;
+		c.edt_debt_bytes = debt > MAX_EDT_DEBT_BYTES ? MAX_EDT_DEBT_BYTES : (__u64)debt;
+	}
+	c.refill_full_ns =
+	    div_ceil_u64((u128)(burst + c.edt_debt_bytes) * NATRA_NSEC_PER_SEC, rate);
+	c.heavy_threshold_bytes = default_threshold(rate, default_window_ms(rate));
+	c.epoch_ns = default_window_ms(rate) * 1000000ULL / 2;
+	c.sketch_depth = DEFAULT_SKETCH_DEPTH;
+	c.sketch_width =
+	    default_width(rate, default_window_ms(rate), c.heavy_threshold_bytes, c.sketch_depth);
+	c.sketch_shift = 64 - log2_u32(c.sketch_width);
+	c.sketch_base = 0;
 	return c;
 }
 
@@ -123,31 +260,162 @@ static struct natra_config config_for(__u64 rate_bits, __u64 burst_bits)
 {
 	__u64 rate = rate_bits / 8;
 
-	return config_raw(rate, sanitise_burst(burst_bits / 8, rate));
+	return config_raw(rate, sanitise_burst(burst_bits / 8, rate), 0);
 }
 
-static __u64 full_of(const struct natra_config *c)
+/* The same with EDT (pod egress, `edt: true`) and the default horizon. */
+static struct natra_config config_edt(__u64 rate_bits, __u64 burst_bits)
 {
-	return c->burst_bytes * NATRA_NSEC_PER_SEC;
+	__u64 rate = rate_bits / 8;
+
+	return config_raw(rate, sanitise_burst(burst_bits / 8, rate), DEFAULT_EDT_HORIZON_MS);
 }
+
+static __s64 full_of(const struct natra_config *c)
+{
+	return (__s64)(c->burst_bytes * NATRA_NSEC_PER_SEC);
+}
+
+static __s64 floor_of(const struct natra_config *c)
+{
+	return -(__s64)(c->edt_debt_bytes * NATRA_NSEC_PER_SEC);
+}
+
+static __s64 bns(__u64 bytes)
+{
+	return (__s64)(bytes * NATRA_NSEC_PER_SEC);
+}
+
+/* ------------------------------------------------------------------------- */
+/* 128-bit references                                                         */
 
 /* What the refill must give, computed in 128 bits so it cannot overflow. */
-static u128 ref_refill(__u64 level, __u64 last, __u64 now, const struct natra_config *c)
+static s128 ref_refill(__s64 level, __u64 last, __u64 now, const struct natra_config *c)
 {
-	u128 full = (u128)c->burst_bytes * NATRA_NSEC_PER_SEC;
-	u128 l;
+	s128 full = (s128)c->burst_bytes * NATRA_NSEC_PER_SEC;
+	s128 l;
 
 	if (now <= last)
 		return level;
 	if (now - last >= c->refill_full_ns)
 		return full;
-	l = (u128)level + (u128)(now - last) * c->rate_bytes_per_sec;
+	l = (s128)level + (s128)(now - last) * c->rate_bytes_per_sec;
 	return l < full ? l : full;
 }
 
-/* ------------------------------------------------------------------------- */
+/* The layered charge, restated in 128 bits (see bucket.h for the rules). */
+static enum natra_verdict ref_charge(s128 level, __u64 size, enum natra_class cls, int ect, int edt,
+				     const struct natra_config *c, s128 *level_out, __u64 *delay)
+{
+	s128 cost = (s128)size * NATRA_NSEC_PER_SEC;
+	s128 r = (s128)c->mice_reserve_bytes * NATRA_NSEC_PER_SEC;
+	s128 e = (s128)c->ecn_band_bytes * NATRA_NSEC_PER_SEC;
+	s128 fl = -(s128)c->edt_debt_bytes * NATRA_NSEC_PER_SEC;
+	s128 after = level - cost;
 
-/* Values that hold whatever the burst window is; the full comparison with
+	*delay = 0;
+	*level_out = level;
+	if (cls == NATRA_CLASS_MOUSE) {
+		if (after < fl)
+			return NATRA_VERDICT_DROP;
+		*level_out = after;
+		return NATRA_VERDICT_PASS;
+	}
+	if (after >= r + e) {
+		*level_out = after;
+		return NATRA_VERDICT_PASS;
+	}
+	if (after >= r && (ect || edt)) {
+		*level_out = after;
+		return ect ? NATRA_VERDICT_PASS_CE : NATRA_VERDICT_PASS;
+	}
+	if (edt && after >= fl) {
+		s128 need = r + cost - level;
+		s128 d = (need + c->rate_bytes_per_sec - 1) / c->rate_bytes_per_sec;
+
+		if (d <= (s128)c->edt_horizon_ns) {
+			*level_out = after;
+			*delay = (__u64)d;
+			return NATRA_VERDICT_PACE;
+		}
+	}
+	return NATRA_VERDICT_DROP;
+}
+
+/* ------------------------------------------------------------------------- */
+/* A direction as the program holds it: config, bucket, sketch cells.         */
+
+struct sim_dir {
+	struct natra_config c;
+	struct natra_bucket_state b;
+	__u64 *cells;
+};
+
+static void sim_init(struct sim_dir *s, struct natra_config c, __u64 t0)
+{
+	memset(s, 0, sizeof(*s));
+	s->c = c;
+	s->b.level = full_of(&c);
+	s->b.last_ns = t0;
+	s->b.epoch_start_ns = t0;
+	s->cells = calloc((size_t)c.sketch_depth * c.sketch_width, sizeof(__u64));
+	if (!s->cells)
+		abort();
+}
+
+static void sim_free(struct sim_dir *s)
+{
+	free(s->cells);
+	s->cells = NULL;
+}
+
+/* The flow's cells as natra.bpf.c gathers them (rows past depth alias row 0). */
+static void sim_cells(struct sim_dir *s, __u64 h, __u64 *cells[NATRA_SKETCH_MAX_DEPTH])
+{
+	for (__u32 i = 0; i < NATRA_SKETCH_MAX_DEPTH; i++)
+		cells[i] = i < s->c.sketch_depth ? &s->cells[sketch_index(&s->c, h, i)] : cells[0];
+}
+
+static struct natra_decision sim_packet(struct sim_dir *s, const struct natra_flow_key *k,
+					__u64 now, __u64 bytes, int ect)
+{
+	__u64 *cells[NATRA_SKETCH_MAX_DEPTH];
+	struct natra_decision d;
+	__u64 h = flow_hash(k);
+
+	sim_cells(s, h, cells);
+	policy_decide(&s->b, &s->c, cells, 1, h, now, bytes, ect, (s->c.flags & NATRA_CFG_EDT) != 0,
+		      &d);
+	return d;
+}
+
+/* The estimate a flow would get now, without charging anything. */
+static __u64 sim_estimate(struct sim_dir *s, const struct natra_flow_key *k)
+{
+	__u64 *cells[NATRA_SKETCH_MAX_DEPTH];
+
+	sim_cells(s, flow_hash(k), cells);
+	return sketch_estimate(cells, s->b.epoch, 0);
+}
+
+static struct natra_flow_key key_v4(__u32 saddr, __u32 daddr, __u16 sport, __u16 dport, __u8 proto)
+{
+	struct natra_flow_key k;
+
+	memset(&k, 0, sizeof(k));
+	k.family = NATRA_FLOW_IPV4;
+	k.saddr[0] = saddr;
+	k.daddr[0] = daddr;
+	k.sport = sport;
+	k.dport = dport;
+	k.proto = proto;
+	return k;
+}
+
+/* ------------------------------------------------------------------------- */
+/* parameters                                                                 */
+
+/* Values that hold whatever the constants are; the full comparison with
  * src/limits.rs is `--params` mode, checked by tests/bucket_arith.rs. */
 static void test_params_mirror_limits_rs(void)
 {
@@ -164,17 +432,31 @@ static void test_params_mirror_limits_rs(void)
 	CHECK(c.burst_bytes == BURST_CEILING_BYTES, "burst %llu", c.burst_bytes);
 	CHECK(c.ecn_band_bytes == BURST_CEILING_BYTES / ECN_BAND_DIVISOR, "band %llu",
 	      c.ecn_band_bytes);
-	/* the header's ceiling and the control plane's agree */
+	/* the header's ceilings and the control plane's agree */
 	CHECK(NATRA_MAX_BURST_BYTES == BURST_CEILING_BYTES, "ceilings differ: %llu vs %llu",
 	      NATRA_MAX_BURST_BYTES, BURST_CEILING_BYTES);
-	/* and 2^32 bytes x 1e9 plus the largest refill step fit in 63 bits */
+	CHECK(NATRA_MAX_EDT_DEBT_BYTES == MAX_EDT_DEBT_BYTES, "debt caps differ");
+	/* and 2^32 bytes x 1e9 on either side of 0 fit in 63 bits, with a packet
+	 * of 2^32 bytes charged from the floor too */
 	CHECK((u128)NATRA_MAX_BURST_BYTES * NATRA_NSEC_PER_SEC + MAX_RATE_BITS / 8 <
 		  ((u128)1 << 63),
 	      "ceiling x 1e9 does not fit in 63 bits");
+	CHECK((u128)(NATRA_MAX_EDT_DEBT_BYTES + (1ULL << 32)) * NATRA_NSEC_PER_SEC <=
+		  ((u128)1 << 63),
+	      "floor - largest packet does not fit in 63 bits");
+	/* the threshold stays below the cells' saturation */
+	CHECK(MAX_HEAVY_THRESHOLD_BYTES < NATRA_SKETCH_BYTES_MASK, "threshold cap");
+	/* EDT: debt = horizon x rate, refill from -debt */
+	c = config_edt(20000000, 0);
+	CHECK(c.edt_debt_bytes == 625000 && c.refill_full_ns == 750000000ULL,
+	      "EDT at 20 Mbit/s: debt %llu refill %llu", c.edt_debt_bytes, c.refill_full_ns);
 }
 
+/* ------------------------------------------------------------------------- */
+/* the bucket                                                                 */
+
 /* An idle time of k ns adds exactly k x rate byte-ns, whether it comes at once
- * or one nanosecond at a time: no rounding is ever lost. */
+ * or one nanosecond at a time, from 0 or from the EDT floor. */
 static void test_refill_exact(void)
 {
 	static const __u64 rates_bits[] = {1000ULL,	  1000000ULL,	   100000000ULL,
@@ -182,45 +464,47 @@ static void test_refill_exact(void)
 	static const __u64 steps[] = {1, 2, 3, 7, 1000, 123457, 1000000, 999999937};
 	const __u64 t0 = 5000000000000ULL;
 
-	for (unsigned i = 0; i < sizeof(rates_bits) / sizeof(rates_bits[0]); i++) {
-		struct natra_config c = config_for(rates_bits[i], 0);
-		__u64 full = full_of(&c);
+	for (unsigned i = 0; i < ARRAY_LEN(rates_bits); i++) {
+		for (int edt = 0; edt <= 1; edt++) {
+			struct natra_config c =
+			    edt ? config_edt(rates_bits[i], 0) : config_for(rates_bits[i], 0);
+			__s64 full = full_of(&c), from = floor_of(&c);
 
-		for (unsigned j = 0; j < sizeof(steps) / sizeof(steps[0]); j++) {
-			__u64 k = steps[j];
-			__u64 got = bucket_refilled_level(0, t0, t0 + k, &c);
-			__u64 want;
+			for (unsigned j = 0; j < ARRAY_LEN(steps); j++) {
+				__u64 k = steps[j];
+				__s64 got = bucket_refilled_level(from, t0, t0 + k, &c);
+				s128 want = ref_refill(from, t0, t0 + k, &c);
 
-			if (k >= c.refill_full_ns)
-				want = full;
-			else
-				want = k * c.rate_bytes_per_sec < full ? k * c.rate_bytes_per_sec
-								       : full;
-			CHECK(got == want,
-			      "rate %llu B/s, %llu ns from empty: level %llu, want %llu",
-			      c.rate_bytes_per_sec, k, got, want);
-		}
-
-		/* 10000 refills of 1 ns through bucket_charge (0-byte non-ECT
-		 * packets, dropped while below the band: the refill is kept) equal
-		 * one refill of 10000 ns. */
-		{
-			struct natra_bucket_state b;
-			__u64 once = bucket_refilled_level(0, t0, t0 + 10000, &c);
-			int bad = 0;
-
-			memset(&b, 0, sizeof(b));
-			b.last_ns = t0;
-			for (__u64 t = 1; t <= 10000; t++) {
-				bucket_charge(&b, &c, t0 + t, 0, 0);
-				if (b.last_ns != t0 + t)
-					bad = 1;
+				CHECK((s128)got == want,
+				      "rate %llu B/s edt %d, %llu ns from the floor: level %lld",
+				      c.rate_bytes_per_sec, edt, k, (long long)got);
+				CHECK(got <= full, "above full");
 			}
-			CHECK(!bad, "rate %llu: last_ns did not follow the clock",
-			      c.rate_bytes_per_sec);
-			CHECK(b.level == once,
-			      "rate %llu: 10000 x 1 ns gives %llu, 1 x 10000 ns %llu",
-			      c.rate_bytes_per_sec, b.level, once);
+
+			/* 10000 refills of 1 ns through bucket_charge (0-byte
+			 * mice: nothing charged) equal one refill of 10000 ns. */
+			{
+				struct natra_bucket_state b;
+				__s64 once = bucket_refilled_level(from, t0, t0 + 10000, &c);
+				__u64 delay;
+				int bad = 0;
+
+				memset(&b, 0, sizeof(b));
+				b.level = from;
+				b.last_ns = t0;
+				for (__u64 t = 1; t <= 10000; t++) {
+					bucket_charge(&b, &c, t0 + t, 0, NATRA_CLASS_MOUSE, 0, edt,
+						      &delay);
+					if (b.last_ns != t0 + t)
+						bad = 1;
+				}
+				CHECK(!bad, "rate %llu: last_ns did not follow the clock",
+				      c.rate_bytes_per_sec);
+				CHECK(
+				    b.level == once,
+				    "rate %llu edt %d: 10000 x 1 ns gives %lld, 1 x 10000 ns %lld",
+				    c.rate_bytes_per_sec, edt, (long long)b.level, (long long)once);
+			}
 		}
 	}
 
@@ -230,18 +514,20 @@ static void test_refill_exact(void)
 		struct natra_config c = config_for(100000000ULL, 0);
 		struct natra_bucket_state b;
 		enum natra_verdict v;
+		__u64 delay;
 
 		memset(&b, 0, sizeof(b));
-		v = bucket_charge(&b, &c, c.refill_full_ns, 1500, 0);
+		v = bucket_charge(&b, &c, c.refill_full_ns, 1500, NATRA_CLASS_HEAVY, 0, 0, &delay);
 		CHECK(v == NATRA_VERDICT_PASS, "first packet verdict %d", v);
-		CHECK(b.level == full_of(&c) - 1500 * NATRA_NSEC_PER_SEC, "level %llu", b.level);
+		CHECK(b.level == full_of(&c) - bns(1500), "level %lld", (long long)b.level);
 		CHECK(b.last_ns == c.refill_full_ns, "last_ns %llu", b.last_ns);
 	}
 }
 
-/* Every rate kubelet accepts, every burst up to the 2^32-byte ceiling, idle
- * times from 1 ns to u64 max: the refill equals the 128-bit reference (so
- * nothing wrapped) and never exceeds burst x 1e9; a charge never underflows. */
+/* Every rate kubelet accepts, every burst up to the 2^32-byte ceiling, with
+ * and without EDT, levels from the floor to full, idle times from 1 ns to u64
+ * max: refill and charge equal the 128-bit reference (so nothing wrapped) and
+ * the level stays within [floor, full]. */
 static void test_no_overflow(void)
 {
 	static const __u64 rates_bits[] = {
@@ -265,23 +551,29 @@ static void test_no_overflow(void)
 	static const __u64 sizes[] = {
 	    0, 1, 64, 1500, 9000, 65535, 65536 + 54 * 44, 512 * 1024, 0xffffffffULL};
 	const __u64 day = 86400ULL * NATRA_NSEC_PER_SEC;
-	unsigned long cases = 0, bad_ref = 0, bad_full = 0, bad_charge = 0;
+	unsigned long cases = 0, bad_ref = 0, bad_range = 0, bad_charge = 0;
 	char b1[48], b2[48];
 
-	for (unsigned r = 0; r < sizeof(rates_bits) / sizeof(rates_bits[0]); r++) {
-		/* the configs the control plane makes, plus the ceiling burst at
-		 * every rate (larger than the clamp allows at low rates) */
-		struct natra_config cfgs[sizeof(req_bursts_bits) / sizeof(req_bursts_bits[0]) + 2];
+	for (unsigned r = 0; r < ARRAY_LEN(rates_bits); r++) {
+		struct natra_config cfgs[2 * ARRAY_LEN(req_bursts_bits) + 4];
 		unsigned ncfg = 0;
+		__u64 rate = rates_bits[r] / 8;
 
-		for (unsigned q = 0; q < sizeof(req_bursts_bits) / sizeof(req_bursts_bits[0]); q++)
+		for (unsigned q = 0; q < ARRAY_LEN(req_bursts_bits); q++) {
 			cfgs[ncfg++] = config_for(rates_bits[r], req_bursts_bits[q]);
-		cfgs[ncfg++] = config_raw(rates_bits[r] / 8, NATRA_MAX_BURST_BYTES);
-		cfgs[ncfg++] = config_raw(rates_bits[r] / 8, BURST_FLOOR_BYTES);
+			cfgs[ncfg++] = config_edt(rates_bits[r], req_bursts_bits[q]);
+		}
+		/* the ceiling burst at every rate (larger than the clamp allows at
+		 * low rates), with the largest debt too */
+		cfgs[ncfg++] = config_raw(rate, NATRA_MAX_BURST_BYTES, 0);
+		cfgs[ncfg++] = config_raw(rate, BURST_FLOOR_BYTES, 0);
+		cfgs[ncfg++] = config_raw(rate, NATRA_MAX_BURST_BYTES, 10000);
+		cfgs[ncfg++] = config_raw(rate, NATRA_MAX_BURST_BYTES, 10000000000ULL);
 
 		for (unsigned k = 0; k < ncfg; k++) {
 			const struct natra_config *c = &cfgs[k];
-			__u64 full = full_of(c);
+			__s64 full = full_of(c), fl = floor_of(c);
+			int edt = (c->flags & NATRA_CFG_EDT) != 0;
 			__u64 elapsed[] = {
 			    1,
 			    2,
@@ -292,35 +584,31 @@ static void test_no_overflow(void)
 			    60 * NATRA_NSEC_PER_SEC,
 			    3600 * NATRA_NSEC_PER_SEC,
 			    day,
-			    7 * day,
 			    365 * day,
 			    c->refill_full_ns - 1,
 			    c->refill_full_ns,
 			    c->refill_full_ns + 1,
 			    c->refill_full_ns / 2,
 			    UINT64_MAX / 2,
-			    UINT64_MAX - 1,
 			    UINT64_MAX,
 			};
-			__u64 levels[] = {0,
-					  1,
-					  c->rate_bytes_per_sec,
-					  full / 2,
-					  full - c->rate_bytes_per_sec,
-					  full - 1,
-					  full};
+			__s64 levels[] = {fl,	    fl + 1,
+					  -1,	    0,
+					  1,	    (__s64)c->rate_bytes_per_sec,
+					  full / 2, full - (__s64)c->rate_bytes_per_sec,
+					  full - 1, full};
 
-			for (unsigned e = 0; e < sizeof(elapsed) / sizeof(elapsed[0]); e++) {
+			for (unsigned e = 0; e < ARRAY_LEN(elapsed); e++) {
 				__u64 el = elapsed[e];
-				__u64 lasts[] = {0, 1, 123456789ULL, UINT64_MAX - el};
+				__u64 lasts[] = {0, 123456789ULL, UINT64_MAX - el};
 
-				for (unsigned l = 0; l < sizeof(levels) / sizeof(levels[0]); l++) {
-					for (unsigned t = 0; t < sizeof(lasts) / sizeof(lasts[0]);
-					     t++) {
-						__u64 last = lasts[t];
-						__u64 now;
-						__u64 got;
-						u128 want;
+				for (unsigned l = 0; l < ARRAY_LEN(levels); l++) {
+					if (levels[l] < fl)
+						continue;
+					for (unsigned t = 0; t < ARRAY_LEN(lasts); t++) {
+						__u64 last = lasts[t], now;
+						__s64 got;
+						s128 want;
 
 						if (el > UINT64_MAX - last)
 							continue;
@@ -329,61 +617,68 @@ static void test_no_overflow(void)
 						    bucket_refilled_level(levels[l], last, now, c);
 						want = ref_refill(levels[l], last, now, c);
 						cases++;
-						if ((u128)got != want && bad_ref++ < 5)
+						if ((s128)got != want && bad_ref++ < 5)
+							fprintf(
+							    stderr,
+							    "FAIL refill: rate %llu burst %llu "
+							    "debt %llu level %lld elapsed %llu: "
+							    "got %lld want %s\n",
+							    c->rate_bytes_per_sec, c->burst_bytes,
+							    c->edt_debt_bytes, (long long)levels[l],
+							    el, (long long)got, s128_str(want, b1));
+						if ((got > full || got < fl) && bad_range++ < 5)
 							fprintf(stderr,
-								"FAIL overflow: rate %llu burst "
-								"%llu level %llu last %llu elapsed "
-								"%llu: got %s want %s\n",
-								c->rate_bytes_per_sec,
-								c->burst_bytes, levels[l], last, el,
-								u128_str(got, b1),
-								u128_str(want, b2));
-						if (got > full && bad_full++ < 5)
-							fprintf(stderr,
-								"FAIL level %llu above burst x 1e9 "
-								"%llu\n",
-								got, full);
+								"FAIL level %lld outside [%lld, "
+								"%lld]\n",
+								(long long)got, (long long)fl,
+								(long long)full);
 
-						for (unsigned s = 0;
-						     s < sizeof(sizes) / sizeof(sizes[0]); s++) {
-							struct natra_bucket_state b;
-							enum natra_verdict v;
-							u128 cost =
-							    (u128)sizes[s] * NATRA_NSEC_PER_SEC;
-							u128 band = (u128)c->ecn_band_bytes *
-								    NATRA_NSEC_PER_SEC;
-							int ect = s & 1;
-							enum natra_verdict wantv;
-							u128 wantl;
+						for (unsigned s = 0; s < ARRAY_LEN(sizes); s++) {
+							for (int m = 0; m < 4; m++) {
+								struct natra_bucket_state b;
+								enum natra_class cls = m & 1;
+								int ect = m >> 1;
+								enum natra_verdict v, wantv;
+								__u64 delay, wantd;
+								s128 wantl;
 
-							memset(&b, 0, sizeof(b));
-							b.level = levels[l];
-							b.last_ns = last;
-							v = bucket_charge(&b, c, now, sizes[s],
-									  ect);
-							if (want >= cost + band) {
-								wantv = NATRA_VERDICT_PASS;
-								wantl = want - cost;
-							} else if (ect && want >= cost) {
-								wantv = NATRA_VERDICT_PASS_CE;
-								wantl = want - cost;
-							} else {
-								wantv = NATRA_VERDICT_DROP;
-								wantl = want;
+								memset(&b, 0, sizeof(b));
+								b.level = levels[l];
+								b.last_ns = last;
+								v = bucket_charge(&b, c, now,
+										  sizes[s], cls,
+										  ect, edt, &delay);
+								wantv = ref_charge(want, sizes[s],
+										   cls, ect, edt, c,
+										   &wantl, &wantd);
+								if ((v != wantv ||
+								     (s128)b.level != wantl ||
+								     delay != wantd ||
+								     b.level > full ||
+								     b.level < fl ||
+								     b.last_ns != now) &&
+								    bad_charge++ < 5)
+									fprintf(
+									    stderr,
+									    "FAIL charge: rate "
+									    "%llu burst %llu debt "
+									    "%llu level %lld "
+									    "elapsed %llu size "
+									    "%llu cls %d ect %d: "
+									    "verdict %d want %d, "
+									    "level %lld want %s, "
+									    "delay %llu want "
+									    "%llu\n",
+									    c->rate_bytes_per_sec,
+									    c->burst_bytes,
+									    c->edt_debt_bytes,
+									    (long long)levels[l],
+									    el, sizes[s], cls, ect,
+									    v, wantv,
+									    (long long)b.level,
+									    s128_str(wantl, b2),
+									    delay, wantd);
 							}
-							if ((v != wantv || (u128)b.level != wantl ||
-							     b.level > full || b.last_ns != now) &&
-							    bad_charge++ < 5)
-								fprintf(
-								    stderr,
-								    "FAIL charge: rate %llu burst "
-								    "%llu level %llu elapsed %llu "
-								    "size %llu ect %d: verdict %d "
-								    "want %d, level %llu want %s\n",
-								    c->rate_bytes_per_sec,
-								    c->burst_bytes, levels[l], el,
-								    sizes[s], ect, v, wantv,
-								    b.level, u128_str(wantl, b1));
 						}
 					}
 				}
@@ -391,156 +686,234 @@ static void test_no_overflow(void)
 		}
 	}
 	CHECK(bad_ref == 0, "%lu of %lu refills differ from the 128-bit reference", bad_ref, cases);
-	CHECK(bad_full == 0, "%lu of %lu refills went above burst x 1e9", bad_full, cases);
+	CHECK(bad_range == 0, "%lu of %lu refills left [floor, full]", bad_range, cases);
 	CHECK(bad_charge == 0, "%lu charges differ from the 128-bit reference", bad_charge);
 	CHECK(cases > 10000, "only %lu cases ran", cases);
 }
 
 /* A clock that goes backwards (another CPU refilled with a later reading)
- * neither refills nor moves last_ns back; the next forward reading refills
- * from the latest last_ns only. */
+ * neither refills nor moves last_ns back. */
 static void test_clock_backwards(void)
 {
 	struct natra_config c = config_for(1000000000ULL, 0); /* 125 MB/s */
 	const __u64 t = 1000000000000ULL;
 	__u64 backs[] = {t, t - 1, t - 1000, t / 2, 1, 0};
 	struct natra_bucket_state b;
+	__u64 delay;
 
-	for (unsigned i = 0; i < sizeof(backs) / sizeof(backs[0]); i++) {
-		__u64 lvl = full_of(&c) / 3;
+	for (unsigned i = 0; i < ARRAY_LEN(backs); i++) {
+		__s64 lvl = full_of(&c) / 3;
 		enum natra_verdict v;
 
 		CHECK(bucket_refilled_level(lvl, t, backs[i], &c) == lvl,
 		      "now %llu <= last %llu refilled", backs[i], t);
-
 		memset(&b, 0, sizeof(b));
 		b.level = lvl;
 		b.last_ns = t;
-		v = bucket_charge(&b, &c, backs[i], 1500, 0);
+		v = bucket_charge(&b, &c, backs[i], 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
 		CHECK(v == NATRA_VERDICT_PASS, "verdict %d", v);
-		CHECK(b.level == lvl - 1500 * NATRA_NSEC_PER_SEC,
-		      "now %llu: level %llu, want exactly the packet off %llu", backs[i], b.level,
-		      lvl);
+		CHECK(b.level == lvl - bns(1500), "now %llu: level %lld", backs[i],
+		      (long long)b.level);
 		CHECK(b.last_ns == t, "now %llu moved last_ns back to %llu", backs[i], b.last_ns);
 
 		/* a drop with an old clock keeps both too */
 		b.level = 10;
-		v = bucket_charge(&b, &c, backs[i], 1500, 1);
+		v = bucket_charge(&b, &c, backs[i], 1500, NATRA_CLASS_MOUSE, 1, 0, &delay);
 		CHECK(v == NATRA_VERDICT_DROP && b.level == 10 && b.last_ns == t,
-		      "old-clock drop: verdict %d level %llu last %llu", v, b.level, b.last_ns);
+		      "old-clock drop: verdict %d level %lld last %llu", v, (long long)b.level,
+		      b.last_ns);
 	}
-
-	/* going forward again refills from t, not from the old reading */
 	memset(&b, 0, sizeof(b));
 	b.last_ns = t;
-	bucket_charge(&b, &c, t - 500, 0, 0);
-	bucket_charge(&b, &c, t + 7, 0, 0);
-	CHECK(b.level == 7 * c.rate_bytes_per_sec && b.last_ns == t + 7,
-	      "level %llu (want %llu) last %llu", b.level, 7 * c.rate_bytes_per_sec, b.last_ns);
+	bucket_charge(&b, &c, t - 500, 0, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	bucket_charge(&b, &c, t + 7, 0, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	CHECK(b.level == (__s64)(7 * c.rate_bytes_per_sec) && b.last_ns == t + 7,
+	      "level %lld last %llu", (long long)b.level, b.last_ns);
 }
 
-/* The ECN band: the lowest ecn_band_bytes only ECT packets may spend, and
- * each that does is marked CE; nobody spends below 0. */
-static void test_ecn_band(void)
+/* The layers, case by case, frozen (no refill): mice down to the floor, heavy
+ * non-ECT down to R + E, heavy ECT down to R with CE, EDT below R. */
+static void test_layers(void)
 {
 	struct natra_config c = config_for(100000000ULL, 0);
-	const __u64 now = 42; /* last_ns = max: frozen, no refill */
-	const __u64 size = 1500, cost = size * NATRA_NSEC_PER_SEC;
-	const __u64 band = c.ecn_band_bytes * NATRA_NSEC_PER_SEC;
+	struct natra_config ce = config_edt(100000000ULL, 0);
+	const __u64 size = 1500;
+	const __s64 cost = bns(size), R = bns(c.mice_reserve_bytes), E = bns(c.ecn_band_bytes);
+	const __s64 D = bns(ce.edt_debt_bytes), full = full_of(&c);
+	const enum natra_class M = NATRA_CLASS_MOUSE, H = NATRA_CLASS_HEAVY;
+	const enum natra_verdict P = NATRA_VERDICT_PASS, C = NATRA_VERDICT_PASS_CE,
+				 X = NATRA_VERDICT_DROP, Z = NATRA_VERDICT_PACE;
 	struct {
-		__u64 level;
+		int edt;
+		__s64 level;
+		enum natra_class cls;
 		int ect;
 		enum natra_verdict want;
-		__u64 want_level;
 	} cases[] = {
-	    {full_of(&c), 0, NATRA_VERDICT_PASS, full_of(&c) - cost},
-	    {cost + band, 0, NATRA_VERDICT_PASS, band},
-	    {cost + band, 1, NATRA_VERDICT_PASS, band}, /* above the band: not marked */
-	    {cost + band - 1, 0, NATRA_VERDICT_DROP, cost + band - 1},
-	    {cost + band - 1, 1, NATRA_VERDICT_PASS_CE, band - 1},
-	    {cost + 1, 1, NATRA_VERDICT_PASS_CE, 1},
-	    {cost, 1, NATRA_VERDICT_PASS_CE, 0},
-	    {cost, 0, NATRA_VERDICT_DROP, cost},
-	    {cost - 1, 1, NATRA_VERDICT_DROP, cost - 1},
-	    {cost - 1, 0, NATRA_VERDICT_DROP, cost - 1},
-	    {0, 1, NATRA_VERDICT_DROP, 0},
-	    {0, 0, NATRA_VERDICT_DROP, 0},
+	    /* mice: anything down to 0, never marked */
+	    {0, full, M, 0, P},
+	    {0, cost + R + E - 1, M, 1, P},
+	    {0, cost + R - 1, M, 0, P},
+	    {0, cost, M, 0, P},
+	    {0, cost, M, 1, P},
+	    {0, cost - 1, M, 1, X},
+	    {0, 0, M, 0, X},
+	    /* heavy, no EDT */
+	    {0, full, H, 0, P},
+	    {0, cost + R + E, H, 0, P},
+	    {0, cost + R + E, H, 1, P}, /* above the band: not marked */
+	    {0, cost + R + E - 1, H, 0, X},
+	    {0, cost + R + E - 1, H, 1, C},
+	    {0, cost + R, H, 1, C},
+	    {0, cost + R - 1, H, 1, X},
+	    {0, cost + R - 1, H, 0, X},
+	    {0, cost, H, 1, X},
+	    {0, 0, H, 1, X},
+	    /* EDT on: heavy non-ECT passes in the band, is paced below R */
+	    {1, cost + R + E - 1, H, 0, P},
+	    {1, cost + R + E - 1, H, 1, C},
+	    {1, cost + R, H, 0, P},
+	    {1, cost + R - 1, H, 0, Z},
+	    {1, cost + R - 1, H, 1, Z},
+	    {1, 0, H, 0, Z},
+	    /* mice go below 0 with EDT, down to -D */
+	    {1, 0, M, 0, P},
+	    {1, cost - D, M, 0, P},
+	    {1, cost - D - 1, M, 0, X},
 	};
 
-	CHECK(c.ecn_band_bytes == c.burst_bytes / 4 && c.ecn_band_bytes > size,
-	      "band %llu burst %llu", c.ecn_band_bytes, c.burst_bytes);
-	for (unsigned i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+	CHECK(c.ecn_band_bytes == c.burst_bytes / 4 && c.mice_reserve_bytes == c.burst_bytes / 4 &&
+		  c.ecn_band_bytes > size,
+	      "band %llu reserve %llu burst %llu", c.ecn_band_bytes, c.mice_reserve_bytes,
+	      c.burst_bytes);
+	for (unsigned i = 0; i < ARRAY_LEN(cases); i++) {
+		const struct natra_config *cfg = cases[i].edt ? &ce : &c;
 		struct natra_bucket_state b;
 		enum natra_verdict v;
+		__s64 want_level = cases[i].want == X ? cases[i].level : cases[i].level - cost;
+		__u64 delay;
 
 		memset(&b, 0, sizeof(b));
 		b.level = cases[i].level;
 		b.last_ns = UINT64_MAX;
-		v = bucket_charge(&b, &c, now, size, cases[i].ect);
-		CHECK(v == cases[i].want && b.level == cases[i].want_level &&
-			  b.last_ns == UINT64_MAX,
-		      "case %u (level %llu ect %d): verdict %d want %d, level %llu want %llu", i,
-		      cases[i].level, cases[i].ect, v, cases[i].want, b.level, cases[i].want_level);
+		v = bucket_charge(&b, cfg, 42, size, cases[i].cls, cases[i].ect, cases[i].edt,
+				  &delay);
+		CHECK(v == cases[i].want && b.level == want_level && b.last_ns == UINT64_MAX,
+		      "case %u (edt %d level %lld cls %d ect %d): verdict %d want %d, level "
+		      "%lld want %lld",
+		      i, cases[i].edt, (long long)cases[i].level, cases[i].cls, cases[i].ect, v,
+		      cases[i].want, (long long)b.level, (long long)want_level);
+		CHECK((v == Z) == (delay != 0), "case %u: delay %llu with verdict %d", i, delay, v);
 	}
+}
 
-	/* with no band, ECT makes no difference */
-	c.ecn_band_bytes = 0;
-	for (int ect = 0; ect <= 1; ect++) {
-		struct natra_bucket_state b = {.level = cost, .last_ns = UINT64_MAX};
-		enum natra_verdict v = bucket_charge(&b, &c, now, size, ect);
+/* EDT in units: bytes and bytes/s give ns. At 1 MB/s a 1000-byte packet is
+ * 1 ms; from a bucket at exactly R the first heavy packet departs 1 ms later,
+ * each next one 1 ms after the one before (t_next = t_last + len x 1e9 /
+ * rate, Cilium's rule), until the horizon; then drops, uncharged. */
+static void test_edt_units_and_horizon(void)
+{
+	struct natra_config c = config_raw(1000000, 500000, 250); /* 1 MB/s, 500 kB */
+	struct natra_bucket_state b;
+	__u64 delay, prev = 0;
+	int bad = 0, n = 0;
+	enum natra_verdict v;
 
-		CHECK(v == NATRA_VERDICT_PASS && b.level == 0, "band 0, ect %d: verdict %d", ect,
-		      v);
+	CHECK(c.edt_horizon_ns == 250000000ULL && c.edt_debt_bytes == 250000,
+	      "horizon %llu debt %llu", c.edt_horizon_ns, c.edt_debt_bytes);
+	memset(&b, 0, sizeof(b));
+	b.level = bns(c.mice_reserve_bytes);
+	b.last_ns = UINT64_MAX; /* frozen */
+	for (;;) {
+		v = bucket_charge(&b, &c, 1000, 1000, NATRA_CLASS_HEAVY, 0, 1, &delay);
+		if (v != NATRA_VERDICT_PACE)
+			break;
+		n++;
+		if (delay != (__u64)n * 1000000ULL)
+			bad++;
+		prev = delay;
+	}
+	CHECK(!bad, "%d paced delays were not n x 1 ms", bad);
+	CHECK(n == 250 && prev == 250000000ULL, "paced %d packets, last delay %llu", n, prev);
+	CHECK(v == NATRA_VERDICT_DROP && b.level == bns(c.mice_reserve_bytes) - bns(250 * 1000),
+	      "past the horizon: verdict %d, level %lld", v, (long long)b.level);
+	/* an odd size rounds the delay up to the next ns */
+	b.level = bns(c.mice_reserve_bytes);
+	v = bucket_charge(&b, &c, 1000, 1, NATRA_CLASS_HEAVY, 0, 1, &delay);
+	CHECK(v == NATRA_VERDICT_PACE && delay == 1000, "1 byte at 1 MB/s: %llu ns", delay);
+	b.level = bns(c.mice_reserve_bytes);
+	c.rate_bytes_per_sec = 3;
+	c.edt_horizon_ns = NATRA_NSEC_PER_SEC;
+	v = bucket_charge(&b, &c, 1000, 1, NATRA_CLASS_HEAVY, 0, 1, &delay);
+	CHECK(v == NATRA_VERDICT_PACE && delay == 333333334ULL, "1 byte at 3 B/s: %llu ns", delay);
+
+	/* with the clock running, arrivals at twice the rate: departures are
+	 * spaced exactly len / rate once pacing starts */
+	{
+		struct natra_config c2 = config_raw(1000000, 500000, 250);
+		const __u64 t0 = 1000000000ULL;
+		__u64 last_dep = 0, t;
+		int spaced_bad = 0, paced = 0;
+
+		memset(&b, 0, sizeof(b));
+		b.level = bns(c2.mice_reserve_bytes);
+		b.last_ns = t0;
+		for (t = t0; t < t0 + 100000000ULL; t += 500000) {
+			v = bucket_charge(&b, &c2, t, 1000, NATRA_CLASS_HEAVY, 0, 1, &delay);
+			if (v != NATRA_VERDICT_PACE)
+				continue;
+			if (paced++ && t + delay - last_dep != 1000000ULL)
+				spaced_bad++;
+			last_dep = t + delay;
+		}
+		CHECK(paced > 150 && !spaced_bad, "%d paced, %d not 1 ms apart", paced, spaced_bad);
 	}
 }
 
 enum traffic { NOT_ECT, ALL_ECT, MIXED };
 static const char *const traffic_name[] = {"not-ECT", "ECT", "mixed"};
 
-/* Offers twice the rate in 1500-byte packets, evenly spaced on a deterministic
- * clock, from a new (all-zero) bucket; checks that what passes is the rate
- * within one packet: rate x t + burst at most, and at least rate x t plus the
- * part of the burst the traffic may spend minus one packet (minus the band
- * for non-ECT traffic, which may never spend it). */
+/* One heavy flow offered at twice the rate in 1500-byte packets, evenly
+ * spaced, from a full bucket, through the whole policy (so it starts as a
+ * mouse): what passes is rate x t + burst at most, and at least rate x t +
+ * burst minus what heavy traffic may never spend (R, + E for non-ECT) minus
+ * a packet or two. */
 static void simulate(__u64 rate_bits, enum traffic tr)
 {
 	const __u64 size = 1500;
 	struct natra_config c = config_for(rate_bits, 0);
 	__u64 rate = c.rate_bytes_per_sec;
-	/* long enough to drain the burst 4 times over (offered - rate = rate), at least 1 s */
 	u128 dur_ns = (u128)c.burst_bytes * NATRA_NSEC_PER_SEC * 4 / rate;
 	u128 n;
-	__u64 t0 = c.refill_full_ns + 12345; /* all-zero state: first packet fills */
-	struct natra_bucket_state b;
+	__u64 t0 = 1000000000000ULL;
+	struct sim_dir s;
+	struct natra_flow_key k = key_v4(0x0a000001, 0x0a000002, 40000, 5201, 6);
 	u128 passed = 0, ce = 0, dropped = 0;
 	u128 q_passed[4] = {0}, q_ce[4] = {0}, q_plain_pass_non_ect[4] = {0};
 	__u64 t_last = t0;
-	int bad_order = 0;
 	char b1[48], b2[48], b3[48];
 
 	if (dur_ns < NATRA_NSEC_PER_SEC)
 		dur_ns = NATRA_NSEC_PER_SEC;
+	if (dur_ns > 20 * NATRA_NSEC_PER_SEC)
+		dur_ns = 20 * NATRA_NSEC_PER_SEC;
 	n = dur_ns * 2 * rate / ((u128)size * NATRA_NSEC_PER_SEC);
-	memset(&b, 0, sizeof(b));
+	sim_init(&s, c, t0);
 
 	for (u128 i = 0; i < n; i++) {
-		/* arrival i at t0 + i x size / (2 rate), exact to the ns */
 		__u64 now = t0 + (__u64)(i * size * NATRA_NSEC_PER_SEC / (2 * (u128)rate));
-		/* mixed: 3 of 4 packets ECT, so ECT alone is offered above the rate */
 		int ect = tr == ALL_ECT || (tr == MIXED && (i & 3));
 		unsigned q = (unsigned)(i * 4 / n);
-		enum natra_verdict v = bucket_charge(&b, &c, now, size, ect);
+		struct natra_decision d = sim_packet(&s, &k, now, size, ect);
 
-		if (b.level > full_of(&c) || b.last_ns != now)
-			bad_order = 1;
 		t_last = now;
-		if (v == NATRA_VERDICT_DROP) {
+		if (d.verdict == NATRA_VERDICT_DROP) {
 			dropped += size;
 			continue;
 		}
 		passed += size;
 		q_passed[q] += size;
-		if (v == NATRA_VERDICT_PASS_CE) {
+		if (d.verdict == NATRA_VERDICT_PASS_CE) {
 			ce += size;
 			q_ce[q] += size;
 		}
@@ -549,79 +922,503 @@ static void simulate(__u64 rate_bits, enum traffic tr)
 	}
 
 	{
-		u128 t = (u128)(t_last - t0);
-		u128 got = passed * NATRA_NSEC_PER_SEC;	   /* byte-ns */
-		u128 upper = (u128)rate * t + full_of(&c); /* rate x t + burst */
-		/* What is left in the bucket at the end: below one packet plus
-		 * the band for non-ECT traffic (it may not spend the band), below
-		 * one packet for ECT traffic, and below one packet plus the half
-		 * packet refilled between two arrivals for mixed traffic (the last
-		 * arrival may be a non-ECT packet dropped at a level an ECT one
-		 * would have spent). */
-		u128 left = tr == NOT_ECT   ? c.ecn_band_bytes + size
-			    : tr == ALL_ECT ? size
-					    : 2 * size;
-		u128 lower = (u128)rate * t + (c.burst_bytes - left) * NATRA_NSEC_PER_SEC;
-		u128 loose_lower = (u128)rate * t - (u128)size * NATRA_NSEC_PER_SEC;
+		s128 t = (s128)(t_last - t0);
+		s128 got = (s128)passed * NATRA_NSEC_PER_SEC;
+		s128 upper = (s128)rate * t + full_of(&c);
+		s128 left = tr == NOT_ECT   ? c.mice_reserve_bytes + c.ecn_band_bytes + size
+			    : tr == ALL_ECT ? c.mice_reserve_bytes + size
+					    : c.mice_reserve_bytes + 2 * size;
+		s128 lower = (s128)rate * t + ((s128)c.burst_bytes - left) * NATRA_NSEC_PER_SEC;
 
-		CHECK(!bad_order, "rate %llu %s: level above burst or last_ns off the clock", rate,
-		      traffic_name[tr]);
 		CHECK(got <= upper, "rate %llu B/s %s: passed %s byte-ns > rate x t + burst %s",
-		      rate, traffic_name[tr], u128_str(got, b1), u128_str(upper, b2));
-		CHECK(got >= loose_lower,
-		      "rate %llu B/s %s: passed %s byte-ns < rate x t - 1 packet %s", rate,
-		      traffic_name[tr], u128_str(got, b1), u128_str(loose_lower, b2));
+		      rate, traffic_name[tr], s128_str(got, b1), s128_str(upper, b2));
 		CHECK(got >= lower,
 		      "rate %llu B/s %s: passed %s byte-ns < rate x t + burst - what may stay %s",
-		      rate, traffic_name[tr], u128_str(got, b1), u128_str(lower, b2));
+		      rate, traffic_name[tr], s128_str(got, b1), s128_str(lower, b2));
 		CHECK(dropped > 0 && passed + dropped == n * size, "rate %llu %s: dropped %s of %s",
-		      rate, traffic_name[tr], u128_str(dropped, b1), u128_str(n * size, b3));
-
-		/* each quarter: no more than rate x quarter + burst */
-		for (unsigned q = 0; q < 4; q++) {
-			u128 qlen = (u128)t / 4 + 1;
-
-			CHECK(q_passed[q] * NATRA_NSEC_PER_SEC <=
-				  (u128)rate * qlen + full_of(&c) + size * NATRA_NSEC_PER_SEC,
-			      "rate %llu %s quarter %u: %s bytes", rate, traffic_name[tr], q,
-			      u128_str(q_passed[q], b1));
-		}
-
-		/* ECN: non-ECT traffic is never marked; once the burst is spent
-		 * (last quarter), every ECT packet that passes uses the band and
-		 * is marked, and with mixed traffic no non-ECT packet passes. */
+		      rate, traffic_name[tr], s128_str((s128)dropped, b1),
+		      s128_str((s128)(n * size), b3));
 		if (tr == NOT_ECT) {
-			CHECK(ce == 0, "rate %llu: %s CE bytes on non-ECT traffic", rate,
-			      u128_str(ce, b1));
+			CHECK(ce == 0, "rate %llu: CE bytes on non-ECT traffic", rate);
 		} else {
-			CHECK(ce >= (u128)c.ecn_band_bytes - size,
-			      "rate %llu %s: only %s CE bytes, band %llu", rate, traffic_name[tr],
-			      u128_str(ce, b1), c.ecn_band_bytes);
 			CHECK(q_ce[3] == q_passed[3] && q_passed[3] > 0,
 			      "rate %llu %s: last quarter passed %s, CE-marked %s", rate,
-			      traffic_name[tr], u128_str(q_passed[3], b1), u128_str(q_ce[3], b2));
+			      traffic_name[tr], s128_str((s128)q_passed[3], b1),
+			      s128_str((s128)q_ce[3], b2));
 			if (tr == MIXED)
 				CHECK(q_plain_pass_non_ect[3] == 0,
-				      "rate %llu: %s non-ECT bytes passed in the last quarter",
-				      rate, u128_str(q_plain_pass_non_ect[3], b1));
+				      "rate %llu: non-ECT bytes passed in the last quarter", rate);
 		}
-		printf("  sim %-16llu B/s %-7s: %10s pkts over %.3f s, passed %.6f of rate x t + "
-		       "burst, CE %.1f%%\n",
-		       rate, traffic_name[tr], u128_str(n, b1), (double)t / 1e9,
-		       (double)got / (double)upper,
-		       passed ? 100.0 * (double)ce / (double)passed : 0.0);
+		printf(
+		    "  heavy-only %-14llu B/s %-7s: passed %.6f of rate x t + burst, CE %.1f%%\n",
+		    rate, traffic_name[tr], (double)got / (double)upper,
+		    passed ? 100.0 * (double)ce / (double)passed : 0.0);
 	}
+	sim_free(&s);
 }
 
 static void test_simulation(void)
 {
-	static const __u64 rates_bits[] = {1000ULL,	  1000000ULL,	  100000000ULL,
-					   1000000000ULL, 10000000000ULL, 100000000000ULL};
+	static const __u64 rates_bits[] = {1000000ULL, 20000000ULL, 100000000ULL, 1000000000ULL,
+					   10000000000ULL};
 
-	for (unsigned r = 0; r < sizeof(rates_bits) / sizeof(rates_bits[0]); r++)
+	for (unsigned r = 0; r < ARRAY_LEN(rates_bits); r++)
 		for (int tr = NOT_ECT; tr <= MIXED; tr++)
 			simulate(rates_bits[r], (enum traffic)tr);
 }
+
+/* ------------------------------------------------------------------------- */
+/* the sketch                                                                 */
+
+/* Epochs: none, one or two+ epochs on; a start in the future freezes it. */
+static void test_epochs(void)
+{
+	struct natra_config c = config_for(20000000ULL, 0);
+	struct natra_bucket_state b;
+	const __u64 E = c.epoch_ns, t0 = 7 * NATRA_NSEC_PER_SEC;
+
+	CHECK(E == 500000000ULL, "epoch %llu", E);
+	memset(&b, 0, sizeof(b));
+	b.epoch = 5;
+	b.epoch_start_ns = t0;
+	b.heavy_seen = 0xf0;
+	CHECK(!sketch_advance_epoch(&b, &c, t0 + E - 1) && b.epoch == 5, "advanced early");
+	CHECK(sketch_advance_epoch(&b, &c, t0 + E) && b.epoch == 6 && b.epoch_start_ns == t0 + E &&
+		  b.heavy_seen == 0 && b.heavy_seen_prev == 0xf0,
+	      "one epoch: epoch %u start %llu", b.epoch, b.epoch_start_ns);
+	CHECK(sketch_advance_epoch(&b, &c, t0 + 2 * E + E / 2) && b.epoch == 7 &&
+		  b.epoch_start_ns == t0 + 2 * E,
+	      "one and a half: epoch %u start %llu", b.epoch, b.epoch_start_ns);
+	CHECK(sketch_advance_epoch(&b, &c, t0 + 10 * E + 3) && b.epoch == 9 &&
+		  b.epoch_start_ns == t0 + 10 * E + 3 && b.heavy_seen_prev == 0,
+	      "many: epoch %u start %llu", b.epoch, b.epoch_start_ns);
+	b.epoch_start_ns = UINT64_MAX;
+	CHECK(!sketch_advance_epoch(&b, &c, UINT64_MAX - 1) && b.epoch == 9, "frozen advanced");
+	/* the 24-bit epoch wraps, and ages are taken modulo 2^24 */
+	b.epoch = NATRA_SKETCH_EPOCH_MASK;
+	b.epoch_start_ns = 0;
+	sketch_advance_epoch(&b, &c, E);
+	CHECK(b.epoch == 0, "epoch %u after wrap", b.epoch);
+	CHECK(sketch_cell_bytes(sketch_cell(NATRA_SKETCH_EPOCH_MASK, 1000), 0) == 500,
+	      "age across the wrap");
+	/* decay: full, half, none */
+	CHECK(sketch_cell_bytes(sketch_cell(40, 1001), 40) == 1001, "same epoch");
+	CHECK(sketch_cell_bytes(sketch_cell(40, 1001), 41) == 500, "one later");
+	CHECK(sketch_cell_bytes(sketch_cell(40, 1001), 42) == 0, "two later");
+	CHECK(sketch_cell_bytes(sketch_cell(40, 1001), 39) == 0, "from the future");
+	CHECK(sketch_cell_bytes(sketch_cell(3, UINT64_MAX), 3) == NATRA_SKETCH_BYTES_MASK,
+	      "saturates");
+}
+
+/* Mouse, heavy, light again: a flow under the threshold stays a mouse; past
+ * it, heavy; idle one epoch, half of it is remembered; idle two, none. */
+static void test_mouse_heavy_light(void)
+{
+	struct natra_config c = config_for(20000000ULL, 0); /* T = 312500 B */
+	struct sim_dir s;
+	struct natra_flow_key k = key_v4(0x0a000001, 0x0a000002, 40000, 80, 6);
+	const __u64 t0 = 100 * NATRA_NSEC_PER_SEC, T = c.heavy_threshold_bytes;
+	__u64 sent = 0, now = t0;
+	struct natra_decision d;
+	int first_heavy = -1, i;
+
+	CHECK(T == 312500, "threshold %llu", T);
+	sim_init(&s, c, t0);
+	s.b.level = full_of(&c) * 0 + bns(c.burst_bytes); /* plenty: nothing drops */
+	c.burst_bytes = NATRA_MAX_BURST_BYTES;
+	s.c.burst_bytes = NATRA_MAX_BURST_BYTES;
+	s.b.level = full_of(&s.c);
+	for (i = 0; i < 400; i++) {
+		d = sim_packet(&s, &k, now, 1000, 0);
+		sent += 1000;
+		CHECK(d.verdict == NATRA_VERDICT_PASS, "packet %d dropped", i);
+		CHECK(d.estimate == sent, "packet %d: estimate %llu, sent %llu (alone, exact)", i,
+		      d.estimate, sent);
+		if (d.cls == NATRA_CLASS_HEAVY && first_heavy < 0)
+			first_heavy = i;
+		CHECK(d.cls == (sent > T ? NATRA_CLASS_HEAVY : NATRA_CLASS_MOUSE),
+		      "packet %d at %llu bytes: class %d", i, sent, d.cls);
+	}
+	CHECK(first_heavy == 312, "heavy from packet %d", first_heavy);
+	/* one epoch idle: half remembered, still heavy (200 kB < T < 400 kB?) */
+	now = t0 + c.epoch_ns;
+	d = sim_packet(&s, &k, now, 1000, 0);
+	CHECK(d.estimate == 200000 + 1000 && d.cls == NATRA_CLASS_MOUSE,
+	      "one epoch later: estimate %llu class %d", d.estimate, d.cls);
+	/* make it heavy again, then two epochs idle: forgotten */
+	for (i = 0; i < 200; i++)
+		d = sim_packet(&s, &k, now, 1000, 0);
+	CHECK(d.cls == NATRA_CLASS_HEAVY && d.estimate == 401000, "heavy again: %llu", d.estimate);
+	now += 2 * c.epoch_ns;
+	d = sim_packet(&s, &k, now, 1000, 0);
+	CHECK(d.estimate == 1000 && d.cls == NATRA_CLASS_MOUSE, "two epochs later: %llu class %d",
+	      d.estimate, d.cls);
+	/* a steady flow at rate r: its estimate stays within [r x E, 2 r x E] */
+	{
+		__u64 r = c.rate_bytes_per_sec, lo = UINT64_MAX, hi = 0;
+
+		for (__u64 t = now; t < now + 10 * NATRA_NSEC_PER_SEC; t += 1000000) {
+			d = sim_packet(&s, &k, t, r / 1000, 0);
+			if (t >= now + 6 * NATRA_NSEC_PER_SEC) {
+				lo = d.estimate < lo ? d.estimate : lo;
+				hi = d.estimate > hi ? d.estimate : hi;
+			}
+		}
+		CHECK(lo >= r * c.epoch_ns / NATRA_NSEC_PER_SEC - r / 1000 &&
+			  hi <= 2 * r * c.epoch_ns / NATRA_NSEC_PER_SEC,
+		      "steady flow at %llu B/s: estimate in [%llu, %llu]", r, lo, hi);
+		printf("  steady flow at %llu B/s, epoch %llu ms: estimate in [%llu, %llu] B, "
+		       "threshold %llu B\n",
+		       r, c.epoch_ns / 1000000, lo, hi, T);
+	}
+	sim_free(&s);
+}
+
+/* The exact per-flow counter with the sketch's decay rule. */
+struct exact {
+	__u32 epoch;
+	__u64 bytes;
+};
+
+/* Conservative update never underestimates: against an exact decayed count
+ * per flow, over random traffic of many flows and a clock that skips
+ * epochs, the estimate is never below it. Also reports the mean error. */
+static void test_sketch_never_underestimates(void)
+{
+	struct natra_config c = config_for(100000000ULL, 0);
+	enum { FLOWS = 3000 };
+	static struct exact ex[FLOWS];
+	struct sim_dir s;
+	__u64 now = 50 * NATRA_NSEC_PER_SEC;
+	unsigned long under = 0, checks = 0;
+	double err = 0;
+
+	sim_init(&s, c, now);
+	s.c.burst_bytes = NATRA_MAX_BURST_BYTES;
+	s.b.level = full_of(&s.c);
+	memset(ex, 0, sizeof(ex));
+	for (int i = 0; i < 400000; i++) {
+		/* Zipf-ish: a few flows send a lot */
+		__u32 f = (__u32)(rng() % FLOWS);
+		__u64 len = 64 + rng() % 1437;
+		struct natra_flow_key k;
+		struct natra_decision d;
+		__u64 exact;
+
+		if (rng() % 4 == 0)
+			f %= 10;
+		k = key_v4(0x0a000000 + f, 0x0a630001, (__u16)(1024 + f), 443, 6);
+		now += rng() % 20000;
+		if (rng() % 100000 == 0)
+			now += (rng() % 3) * c.epoch_ns; /* skip epochs now and then */
+		d = sim_packet(&s, &k, now, len, 0);
+		exact = sketch_cell_bytes(sketch_cell(ex[f].epoch, ex[f].bytes), s.b.epoch) + len;
+		ex[f].epoch = s.b.epoch;
+		ex[f].bytes = exact;
+		checks++;
+		if (d.estimate < exact && under++ < 5)
+			fprintf(stderr, "FAIL flow %u: estimate %llu < exact %llu\n", f, d.estimate,
+				exact);
+		err += (double)(d.estimate - exact);
+	}
+	CHECK(under == 0, "%lu of %lu estimates below the exact count", under, checks);
+	printf("  sketch %ux%u, %d flows: mean overestimate %.0f B (threshold %llu B)\n",
+	       c.sketch_depth, c.sketch_width, FLOWS, err / (double)checks,
+	       c.heavy_threshold_bytes);
+	sim_free(&s);
+}
+
+/* The flow hash: all 128 bits of IPv6 addresses count, ports and protocol
+ * count, and single-bit changes flip about half the output bits. */
+static void test_flow_hash(void)
+{
+	struct natra_flow_key a, b;
+	unsigned long flips = 0, trials = 0;
+	int same = 0;
+
+	memset(&a, 0, sizeof(a));
+	a.family = NATRA_FLOW_IPV6;
+	a.saddr[0] = 0x000080fd;
+	a.saddr[3] = 0x01000000;
+	a.daddr[0] = 0x000080fd;
+	a.daddr[3] = 0x02000000;
+	a.sport = 0x409c;
+	a.dport = 0x5114;
+	a.proto = 6;
+	/* every single bit of the key, one at a time */
+	for (unsigned byte = 0; byte < offsetof(struct natra_flow_key, ethertype) + 2; byte++) {
+		for (int bit = 0; bit < 8; bit++) {
+			__u64 d;
+
+			b = a;
+			((unsigned char *)&b)[byte] ^= (unsigned char)(1 << bit);
+			d = flow_hash(&a) ^ flow_hash(&b);
+			if (!d)
+				same++;
+			flips += (unsigned long)__builtin_popcountll(d);
+			trials++;
+		}
+	}
+	CHECK(same == 0, "%d single-bit key changes kept the hash", same);
+	CHECK(flips > trials * 28 && flips < trials * 36,
+	      "avalanche: %.2f of 64 output bits flip per input bit", (double)flips / trials);
+	/* high 96 bits of each address */
+	for (int w = 0; w < 3; w++) {
+		b = a;
+		b.saddr[w] ^= 0x00100000;
+		CHECK(flow_hash(&a) != flow_hash(&b), "saddr word %d ignored", w);
+		b = a;
+		b.daddr[w] ^= 0x00000001;
+		CHECK(flow_hash(&a) != flow_hash(&b), "daddr word %d ignored", w);
+	}
+	/* sequential ports spread evenly over a row's columns (chi-square) */
+	{
+		enum { W = 128, N = 128 * 200 };
+		static unsigned hist[NATRA_SKETCH_MAX_DEPTH][W];
+		double worst = 0;
+
+		memset(hist, 0, sizeof(hist));
+		for (int i = 0; i < N; i++) {
+			struct natra_flow_key k = key_v4(0x0a000002, 0x0a000001, (__u16)i, 80, 6);
+			__u64 h = flow_hash(&k);
+
+			for (__u32 r = 0; r < NATRA_SKETCH_MAX_DEPTH; r++)
+				hist[r][sketch_column(h, r, 64 - 7)]++;
+		}
+		for (int r = 0; r < NATRA_SKETCH_MAX_DEPTH; r++) {
+			double chi = 0, e = (double)N / W;
+
+			for (int j = 0; j < W; j++)
+				chi += ((double)hist[r][j] - e) * ((double)hist[r][j] - e) / e;
+			worst = chi > worst ? chi : worst;
+		}
+		/* 127 degrees of freedom: p = 0.001 at ~181 */
+		CHECK(worst < 181, "columns not uniform: chi-square %.1f", worst);
+	}
+	/* rows are independent: two flows sharing a column in row 0 rarely share
+	 * one in row 1 */
+	{
+		int both = 0, first = 0;
+
+		for (int i = 0; i < 20000; i++) {
+			struct natra_flow_key k1 = key_v4(0x0a000001, 1, (__u16)i, 80, 17);
+			struct natra_flow_key k2 =
+			    key_v4(0x0a000001, 1, (__u16)(i + 20000), 80, 17);
+			__u64 h1 = flow_hash(&k1), h2 = flow_hash(&k2);
+
+			if (sketch_column(h1, 0, 57) == sketch_column(h2, 0, 57)) {
+				first++;
+				both += sketch_column(h1, 1, 57) == sketch_column(h2, 1, 57);
+			}
+		}
+		CHECK(first > 60 && both <= 5, "row 0 collisions %d, of which row 1 too %d", first,
+		      both);
+	}
+}
+
+/* 10,000 light flows at the default sketch size on top of two elephants,
+ * with as many bytes as the bucket lets through in a window: the fraction
+ * of light flows taken for heavy. */
+static void test_false_heavy(void)
+{
+	struct natra_config c = config_for(100000000ULL, 0);
+	enum { FLOWS = 10000 };
+	struct sim_dir s;
+	struct natra_flow_key big1 = key_v4(0x0a000001, 0x0a000063, 1, 2, 6);
+	struct natra_flow_key big2 = key_v4(0x0a000001, 0x0a000063, 3, 4, 6);
+	__u64 now = 10 * NATRA_NSEC_PER_SEC, light_bytes = 0;
+	int heavy = 0;
+
+	sim_init(&s, c, now);
+	s.c.burst_bytes = NATRA_MAX_BURST_BYTES;
+	s.b.level = full_of(&s.c);
+	s.b.epoch_start_ns = UINT64_MAX; /* one epoch */
+	/* the elephants: a quarter of the window each */
+	for (int i = 0; i < 2 * 2083; i++)
+		sim_packet(&s, i & 1 ? &big1 : &big2, now, 1500, 0);
+	/* the light flows: (rate x window + burst) / 2 spread over them */
+	for (int f = 0; f < FLOWS; f++) {
+		struct natra_flow_key k =
+		    key_v4(0x0a010000 + f, 0x0a000001, (__u16)(f * 7), 443, 6);
+		__u64 bytes = 1 + rng() % (2 * 937);
+
+		sim_packet(&s, &k, now, bytes, 0);
+		light_bytes += bytes;
+	}
+	for (int f = 0; f < FLOWS; f++) {
+		struct natra_flow_key k =
+		    key_v4(0x0a010000 + f, 0x0a000001, (__u16)(f * 7), 443, 6);
+
+		heavy += sim_estimate(&s, &k) + 1500 > c.heavy_threshold_bytes;
+	}
+	CHECK(sim_estimate(&s, &big1) > c.heavy_threshold_bytes, "elephant 1 not heavy");
+	CHECK(heavy < FLOWS / 100, "%d of %d light flows heavy", heavy, FLOWS);
+	printf("  false-heavy (host, sketch %ux%u, 2 elephants + %d light flows, %llu B): "
+	       "%d/%d = %.4f%%\n",
+	       c.sketch_depth, c.sketch_width, FLOWS, light_bytes, heavy, FLOWS,
+	       100.0 * heavy / FLOWS);
+	sim_free(&s);
+}
+
+/* ------------------------------------------------------------------------- */
+/* the honest aggregate                                                       */
+
+enum elephant_kind { ELE_NOT_ECT, ELE_ECT, ELE_EDT };
+static const char *const elephant_name[] = {"not-ECT", "ECT", "EDT"};
+
+/*
+ * One elephant offered at twice the cap plus a stream of mice (16 KB replies
+ * arriving back to back at 10 Gbit/s, fresh 5-tuple each, `mice_share` of
+ * the cap on average), over 10 simulated seconds: no mouse packet is ever
+ * dropped or delayed while the mice stay within the cap; everything that
+ * passes, mice and elephant, stays within rate x t + burst (+ debt with
+ * EDT); and the elephant gets the rest of the cap.
+ */
+static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double mice_share)
+{
+	struct natra_config c =
+	    kind == ELE_EDT ? config_edt(rate_bits, 0) : config_for(rate_bits, 0);
+	const __u64 rate = c.rate_bytes_per_sec, t0 = 3 * NATRA_NSEC_PER_SEC;
+	const __u64 dur = 10 * NATRA_NSEC_PER_SEC, mtu = 1500, reply = 16384;
+	const __u64 ele_gap = mtu * NATRA_NSEC_PER_SEC / (2 * rate);
+	const __u64 mice_gap = (__u64)((double)reply * NATRA_NSEC_PER_SEC / (mice_share * rate));
+	struct natra_flow_key ele = key_v4(0x0a000002, 0x0a000001, 5201, 40000, 6);
+	struct sim_dir s;
+	__u64 t_ele = t0, t_mouse = t0 + mice_gap / 2, mouse_n = 0, mouse_left = 0;
+	__u64 ele_passed = 0, mice_passed = 0, mice_dropped = 0, mice_delayed = 0;
+	__u64 mice_offered = 0, ele_dropped = 0, paced = 0, max_delay = 0, now = t0;
+	s128 worst = -((s128)1 << 100); /* max over t of passed - (rate x t + burst + D) */
+	char b1[48];
+
+	sim_init(&s, c, t0);
+	while (now < t0 + dur) {
+		struct natra_decision d;
+		int mouse = t_mouse <= t_ele;
+
+		now = mouse ? t_mouse : t_ele;
+		if (mouse) {
+			struct natra_flow_key k =
+			    key_v4(0x0a000002, 0x0a000001, (__u16)(8080 + (mouse_n % 2)),
+				   (__u16)(10000 + mouse_n % 50000), 6);
+			__u64 len = mouse_left > mtu ? mtu : mouse_left;
+
+			k.saddr[0] += (__u32)(mouse_n / 50000);
+			if (!mouse_left)
+				len = mouse_left = reply, len = mtu;
+			d = sim_packet(&s, &k, now, len, 0);
+			mice_offered += len;
+			mouse_left -= len;
+			if (d.verdict == NATRA_VERDICT_DROP)
+				mice_dropped += len;
+			else
+				mice_passed += len;
+			if (d.verdict == NATRA_VERDICT_PACE || d.cls != NATRA_CLASS_MOUSE)
+				mice_delayed += len;
+			if (mouse_left) {
+				t_mouse += 1200; /* 1500 B at 10 Gbit/s */
+			} else {
+				mouse_n++;
+				/* jittered arrivals around the mean gap */
+				t_mouse += mice_gap / 2 + rng() % mice_gap;
+			}
+		} else {
+			d = sim_packet(&s, &ele, now, mtu, kind == ELE_ECT);
+			if (d.verdict == NATRA_VERDICT_DROP) {
+				ele_dropped += mtu;
+			} else {
+				ele_passed += mtu;
+				if (d.verdict == NATRA_VERDICT_PACE) {
+					paced++;
+					max_delay = d.delay_ns > max_delay ? d.delay_ns : max_delay;
+				}
+			}
+			t_ele += ele_gap;
+		}
+		{
+			s128 bound = (s128)rate * (now - t0) + full_of(&c) - floor_of(&c);
+			s128 over = (s128)(ele_passed + mice_passed) * NATRA_NSEC_PER_SEC - bound;
+
+			worst = over > worst ? over : worst;
+		}
+	}
+	{
+		double t = (double)(now - t0) / 1e9, cap = (double)rate * t;
+		double total = (double)(ele_passed + mice_passed);
+
+		CHECK(mice_dropped == 0 && mice_delayed == 0,
+		      "rate %llu %s: mice dropped %llu B, delayed/heavy %llu B", rate,
+		      elephant_name[kind], mice_dropped, mice_delayed);
+		CHECK(worst <= 0,
+		      "rate %llu %s: passed exceeded rate x t + burst + debt by %s byte-ns", rate,
+		      elephant_name[kind], s128_str(worst, b1));
+		/* the elephant takes the rest: the cap is used, within what the
+		 * bucket holds back at the end (R + E + a packet) */
+		CHECK(total >= cap - (double)(c.mice_reserve_bytes + c.ecn_band_bytes + 2 * mtu),
+		      "rate %llu %s: only %.0f of %.0f bytes passed", rate, elephant_name[kind],
+		      total, cap);
+		CHECK(ele_dropped > 0 || paced > 0, "rate %llu %s: the elephant was never limited",
+		      rate, elephant_name[kind]);
+		if (kind == ELE_EDT)
+			CHECK(paced > 0 && max_delay <= c.edt_horizon_ns,
+			      "rate %llu EDT: %llu paced, max delay %llu", rate, paced, max_delay);
+		printf("  aggregate %-12llu B/s %-7s: mice %5llu (%.1f%% of cap, offered %.1f%%), "
+		       "dropped/delayed 0: %s; elephant %.1f%% of cap; total %.4f of cap (%.4f of "
+		       "cap+burst%s)%s\n",
+		       rate, elephant_name[kind], mouse_n, 100.0 * (double)mice_passed / cap,
+		       100.0 * (double)mice_offered / cap,
+		       mice_dropped == 0 && mice_delayed == 0 ? "yes" : "NO",
+		       100.0 * (double)ele_passed / cap, total / cap,
+		       total / (cap + (double)c.burst_bytes + (double)c.edt_debt_bytes),
+		       kind == ELE_EDT ? "+debt" : "", kind == ELE_EDT ? "" : "");
+	}
+	sim_free(&s);
+}
+
+/* Mice alone above the cap are throttled like anything else, and the bound
+ * still holds: the reserve is not extra capacity. */
+static void simulate_mice_overload(__u64 rate_bits)
+{
+	struct natra_config c = config_for(rate_bits, 0);
+	const __u64 rate = c.rate_bytes_per_sec, t0 = NATRA_NSEC_PER_SEC;
+	const __u64 dur = 5 * NATRA_NSEC_PER_SEC, gap = 1500 * NATRA_NSEC_PER_SEC / (rate * 3 / 2);
+	struct sim_dir s;
+	__u64 passed = 0, dropped = 0, n = 0, now;
+
+	sim_init(&s, c, t0);
+	for (now = t0; now < t0 + dur; now += gap, n++) {
+		/* a new flow every 10 packets: 15 kB each, all mice */
+		struct natra_flow_key k =
+		    key_v4(0x0a000002 + (__u32)(n / 500000), 0x0a000001, 80, (__u16)(n / 10), 6);
+		struct natra_decision d = sim_packet(&s, &k, now, 1500, 0);
+
+		CHECK(d.cls == NATRA_CLASS_MOUSE || n < 10, "packet %llu not a mouse", n);
+		if (d.verdict == NATRA_VERDICT_DROP)
+			dropped += 1500;
+		else
+			passed += 1500;
+	}
+	CHECK((s128)passed * NATRA_NSEC_PER_SEC <= (s128)rate * (now - t0) + full_of(&c),
+	      "mice at 150%%: %llu bytes passed beyond rate x t + burst", passed);
+	CHECK(dropped > 0, "mice at 150%% of the cap were never dropped");
+	printf("  mice alone at 150%% of %llu B/s: passed %.3f of the cap, dropped %.1f%%\n", rate,
+	       (double)passed / ((double)rate * (double)(now - t0) / 1e9),
+	       100.0 * (double)dropped / (double)(passed + dropped));
+	sim_free(&s);
+}
+
+static void test_honest_aggregate(void)
+{
+	static const __u64 rates_bits[] = {20000000ULL, 100000000ULL, 1000000000ULL};
+
+	for (unsigned r = 0; r < ARRAY_LEN(rates_bits); r++) {
+		for (int k = ELE_NOT_ECT; k <= ELE_EDT; k++)
+			simulate_aggregate(rates_bits[r], (enum elephant_kind)k, 0.3);
+		simulate_aggregate(rates_bits[r], ELE_NOT_ECT, 0.8);
+		simulate_mice_overload(rates_bits[r]);
+	}
+}
+
+/* ------------------------------------------------------------------------- */
 
 /* `--params RATE_BITS BURST_BITS`... : prints what the mirror computes, one
  * line per pair, for tests/bucket_arith.rs to compare with src/limits.rs. */
@@ -631,9 +1428,13 @@ static int print_params(int argc, char **argv)
 		__u64 rate_bits = strtoull(argv[i], NULL, 10);
 		__u64 burst_bits = strtoull(argv[i + 1], NULL, 10);
 		struct natra_config c = config_for(rate_bits, burst_bits);
+		struct natra_config e = config_edt(rate_bits, burst_bits);
 
-		printf("%llu %llu %llu %llu %llu %llu\n", rate_bits, burst_bits,
-		       c.rate_bytes_per_sec, c.burst_bytes, c.ecn_band_bytes, c.refill_full_ns);
+		printf("%llu %llu %llu %llu %llu %llu %llu %llu %llu %u %u %llu %llu %llu\n",
+		       rate_bits, burst_bits, c.rate_bytes_per_sec, c.burst_bytes, c.ecn_band_bytes,
+		       c.refill_full_ns, c.mice_reserve_bytes, c.heavy_threshold_bytes, c.epoch_ns,
+		       c.sketch_width, c.sketch_depth, e.edt_horizon_ns, e.edt_debt_bytes,
+		       e.refill_full_ns);
 	}
 	return 0;
 }
@@ -646,8 +1447,15 @@ int main(int argc, char **argv)
 	test_refill_exact();
 	test_no_overflow();
 	test_clock_backwards();
-	test_ecn_band();
+	test_layers();
+	test_edt_units_and_horizon();
 	test_simulation();
+	test_epochs();
+	test_mouse_heavy_light();
+	test_sketch_never_underestimates();
+	test_flow_hash();
+	test_false_heavy();
+	test_honest_aggregate();
 	printf("bucket_arith: %lu passed, %lu failed\n", n_passed, n_failed);
 	return n_failed ? 1 : 0;
 }

@@ -315,6 +315,21 @@ impl<'a> Pod<'a> {
         self.cnitool("add", bw, &[], Some(&self.netns_path))
     }
 
+    /// ADD with the Pod's annotations passed as containerd does (capability
+    /// `io.kubernetes.cri.pod-annotations`).
+    pub fn add_with_annotations(&self, bw: Option<&Value>, annotations: &Value) -> CniOut {
+        let mut cmd = self.cnitool_command(cnitool(), "add", Some(&self.netns_path));
+        if let Some(bw) = bw {
+            cmd.arg("--bandwidth").arg(bw.to_string());
+        }
+        cmd.arg("--annotations").arg(annotations.to_string());
+        let what = format!(
+            "cnitool add {} (bandwidth {bw:?}, annotations {annotations})",
+            self.id
+        );
+        CniOut::from_output(what, run(&mut cmd))
+    }
+
     pub fn add_with_env(&self, bw: Option<&Value>, env: &[(&str, &str)]) -> CniOut {
         self.cnitool("add", bw, env, Some(&self.netns_path))
     }

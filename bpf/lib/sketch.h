@@ -1,0 +1,135 @@
+/* SPDX-License-Identifier: Apache-2.0 */
+/*
+ * Count-Min Sketch of recent bytes per flow, with conservative update and a
+ * lazy per-cell decay. Pure arithmetic over cell pointers and an epoch
+ * number, so that tests/c drives it with a deterministic clock; the program
+ * looks the cells up (before taking the bucket's lock) and calls these with
+ * the lock held.
+ *
+ * A cell is (epoch << 40) | bytes. Read in epoch e, a cell written in epoch e
+ * counts fully, one written in e-1 counts half, anything older counts 0. An
+ * epoch is half the window, so a flow's estimate is what it sent in the
+ * current epoch plus half (and, compounded on every update, a quarter, ...)
+ * of what it sent before: between 1x and 2x an epoch's worth of a steady
+ * flow, i.e. about one window; an idle flow is forgotten within 2 epochs.
+ *
+ * Rows: column of row i = top log2(width) bits of h x A[i] (multiply-shift
+ * with a distinct odd multiplier per row) over one 64-bit flow hash, so rows
+ * are independent without hashing the key d times.
+ */
+#ifndef NATRA_SKETCH_H
+#define NATRA_SKETCH_H
+
+/* Odd multipliers of the rows (digits of well-known hash constants). */
+static const __u64 natra_sketch_mult[8] = {
+    0x9e3779b97f4a7c15ULL, 0xc2b2ae3d27d4eb4fULL, 0x165667b19e3779f9ULL, 0xd6e8feb86659fd93ULL,
+    0xff51afd7ed558ccdULL, 0xc4ceb9fe1a85ec53ULL, 0x87c37b91114253d5ULL, 0x4cf5ad432745937fULL,
+};
+
+/* Column of `row` for flow hash h: the top (64 - shift) bits of h x A[row]. */
+static __always_inline __u32 sketch_column(__u64 h, __u32 row, __u32 shift)
+{
+	return (__u32)((h * natra_sketch_mult[row & 7]) >> (shift & 63));
+}
+
+/* Index in the sketch map of (row, col) of a direction. */
+static __always_inline __u32 sketch_index(const struct natra_config *cfg, __u64 h, __u32 row)
+{
+	return cfg->sketch_base + row * cfg->sketch_width +
+	       sketch_column(h, row, cfg->sketch_shift);
+}
+
+/* A cell's bytes as seen in epoch `epoch`. */
+static __always_inline __u64 sketch_cell_bytes(__u64 cell, __u32 epoch)
+{
+	__u32 age = (epoch - (__u32)(cell >> NATRA_SKETCH_BYTES_BITS)) & NATRA_SKETCH_EPOCH_MASK;
+	__u64 bytes = cell & NATRA_SKETCH_BYTES_MASK;
+
+	if (age == 0)
+		return bytes;
+	if (age == 1)
+		return bytes >> 1;
+	return 0;
+}
+
+static __always_inline __u64 sketch_cell(__u32 epoch, __u64 bytes)
+{
+	if (bytes > NATRA_SKETCH_BYTES_MASK)
+		bytes = NATRA_SKETCH_BYTES_MASK;
+	return ((__u64)(epoch & NATRA_SKETCH_EPOCH_MASK) << NATRA_SKETCH_BYTES_BITS) | bytes;
+}
+
+/*
+ * The flow's estimate once this packet's `bytes` are added: min over the rows
+ * of the decayed cells, plus bytes. cells[] holds NATRA_SKETCH_MAX_DEPTH
+ * pointers; rows past the configured depth point at row 0 again, which
+ * changes neither the min nor the update, so no row needs a depth check
+ * (and the loops unroll to straight-line code).
+ */
+static __always_inline __u64 sketch_estimate(__u64 *const cells[NATRA_SKETCH_MAX_DEPTH],
+					     __u32 epoch, __u64 bytes)
+{
+	__u64 est = NATRA_SKETCH_BYTES_MASK;
+
+#pragma unroll
+	for (int i = 0; i < NATRA_SKETCH_MAX_DEPTH; i++) {
+		__u64 v = sketch_cell_bytes(*cells[i], epoch);
+
+		if (v < est)
+			est = v;
+	}
+	est += bytes;
+	return est < NATRA_SKETCH_BYTES_MASK ? est : NATRA_SKETCH_BYTES_MASK;
+}
+
+/* Conservative update: raise each of the flow's cells to the new estimate,
+ * never lower one. Cells already at or above it keep their own epoch. */
+static __always_inline void sketch_update(__u64 *const cells[NATRA_SKETCH_MAX_DEPTH], __u32 epoch,
+					  __u64 est)
+{
+	__u64 cell = sketch_cell(epoch, est);
+
+#pragma unroll
+	for (int i = 0; i < NATRA_SKETCH_MAX_DEPTH; i++) {
+		if (sketch_cell_bytes(*cells[i], epoch) < est)
+			*cells[i] = cell;
+	}
+}
+
+/*
+ * Moves the direction's epoch on to `now`. Only whether 0, 1 or 2+ epochs
+ * passed matters to the decay, so no division: one epoch on keeps the grid,
+ * two or more restart it at now. An epoch_start_ns in the future (tests
+ * freeze it at U64_MAX) never advances. Returns 1 when the epoch changed.
+ */
+static __always_inline int sketch_advance_epoch(struct natra_bucket_state *b,
+						const struct natra_config *cfg, __u64 now)
+{
+	__u64 elapsed;
+
+	if (now < b->epoch_start_ns)
+		return 0;
+	elapsed = now - b->epoch_start_ns;
+	if (elapsed < cfg->epoch_ns)
+		return 0;
+	if (elapsed < 2 * cfg->epoch_ns) {
+		b->epoch = (b->epoch + 1) & NATRA_SKETCH_EPOCH_MASK;
+		b->epoch_start_ns += cfg->epoch_ns;
+		b->heavy_seen_prev = b->heavy_seen;
+	} else {
+		b->epoch = (b->epoch + 2) & NATRA_SKETCH_EPOCH_MASK;
+		b->epoch_start_ns = now;
+		b->heavy_seen_prev = 0;
+	}
+	b->heavy_seen = 0;
+	return 1;
+}
+
+/* Marks a heavy flow in this epoch's 64-bit bitmap (linear counting: the
+ * control plane turns the bits set into a distinct-count estimate). */
+static __always_inline void sketch_note_heavy(struct natra_bucket_state *b, __u64 h)
+{
+	b->heavy_seen |= 1ULL << (h >> 58);
+}
+
+#endif /* NATRA_SKETCH_H */
