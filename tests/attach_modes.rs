@@ -12,11 +12,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Mutex;
-use std::thread;
-use std::time::{Duration, Instant};
 
+use common::iperf::{client_command, IperfServer};
 use common::kernel::{self, TcxHook};
 use common::plugin::natra_cni;
 use common::pod::{bandwidth, host_veth, pod_ip, run, run_ok, Pod, TestNet};
@@ -169,44 +168,6 @@ fn pin_names(pod: &Pod) -> Vec<String> {
         .unwrap_or_else(|| panic!("no pin dir for {}", pod.id))
 }
 
-/// `iperf3 -s -1` in a Pod; killed on drop if it is still running.
-struct IperfServer(Child);
-
-impl IperfServer {
-    fn start(pod: &Pod, port: u16) -> IperfServer {
-        let child = pod
-            .exec("iperf3")
-            .args(["-s", "-1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the iperf3 server");
-        let mut server = IperfServer(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ss = run(pod.exec("ss").args(["-Hltn", &format!("sport = :{port}")]));
-            if !String::from_utf8_lossy(&ss.stdout).trim().is_empty() {
-                return server;
-            }
-            if let Some(status) = server.0.try_wait().unwrap() {
-                panic!("iperf3 server on port {port} exited before listening: {status}");
-            }
-            assert!(Instant::now() < deadline, "iperf3 server never listened");
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-}
-
-impl Drop for IperfServer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.0.try_wait() {
-            let _ = self.0.kill();
-        }
-        let _ = self.0.wait();
-    }
-}
-
 /// Which way the measured traffic flows, seen from the limited Pod.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Way {
@@ -220,19 +181,8 @@ enum Way {
 fn measure(client: &Pod, server: &Pod, server_ip: &str, port: u16, way: Way) -> f64 {
     let _serial = IPERF.lock().unwrap_or_else(|e| e.into_inner());
     let _srv = IperfServer::start(server, port);
-    let mut cmd = Command::new("timeout");
-    cmd.args([
-        "30",
-        "ip",
-        "netns",
-        "exec",
-        &client.netns_name,
-        "iperf3",
-        "-J",
-    ])
-    .args(["-c", server_ip, "-p", &port.to_string()])
-    .args(["-t", &DURATION_S.to_string(), "-O", &OMIT_S.to_string()])
-    .args(["--connect-timeout", "3000"]);
+    let mut cmd = client_command(client, server_ip, port, 30, DURATION_S, OMIT_S);
+    cmd.args(["--connect-timeout", "3000"]);
     if way == Way::Ingress {
         cmd.arg("-R");
     }

@@ -28,6 +28,32 @@ fn gc(net: &TestNet, valid: &[(&str, &str)]) -> std::process::Output {
     natra_raw(&[("CNI_COMMAND", "GC")], &net.pin_root, &conf.to_string())
 }
 
+/// Runs natra in a private mount namespace where bpffs is unmounted (the
+/// node keeps its own), with `env` and `stdin`.
+fn natra_without_bpffs(env: &[(&str, &std::ffi::OsStr)], stdin: &str) -> std::process::Output {
+    let script =
+        "while grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts; do umount /sys/fs/bpf; done; \
+                  exec \"$0\"";
+    let mut child = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+        .arg(common::natra_bin())
+        .env("NATRA_PIN_ROOT", "/sys/fs/bpf/natra")
+        .envs(env.iter().copied())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
 #[test]
 #[ignore = "needs root: bpffs + BPF (run via make test)"]
 fn status_is_ready_on_a_node_with_bpffs() {
@@ -46,29 +72,8 @@ fn status_is_ready_on_a_node_with_bpffs() {
 #[ignore = "needs root: a private mount namespace (run via make test)"]
 fn status_is_not_ready_without_bpffs() {
     common::require_root();
-    // bpffs unmounted in a private mount namespace only: the node keeps it.
-    let script =
-        "while grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts; do umount /sys/fs/bpf; done; \
-                  exec \"$0\"";
     let conf = json!({"cniVersion": "1.1.0", "name": "n", "type": "natra"}).to_string();
-    let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .arg(common::natra_bin())
-        .env("CNI_COMMAND", "STATUS")
-        .env("NATRA_PIN_ROOT", "/sys/fs/bpf/natra")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = natra_without_bpffs(&[("CNI_COMMAND", "STATUS".as_ref())], &conf);
     assert!(!out.status.success(), "STATUS said ready without bpffs");
     let err = single_json(&out);
     assert_eq!(err["code"], 50, "{err}");
@@ -193,30 +198,15 @@ fn add_without_bpffs_names_the_fix_and_leaves_nothing() {
     let conf = json!({"cniVersion": "1.0.0", "name": net.net_name, "type": "natra",
                       "runtimeConfig": {"bandwidth": {"ingressRate": RATE_BITS}},
                       "prevResult": prev});
-    let script =
-        "while grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts; do umount /sys/fs/bpf; done; \
-                  exec \"$0\"";
-    let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
-        .arg(common::natra_bin())
-        .env("CNI_COMMAND", "ADD")
-        .env("CNI_CONTAINERID", &pod.id)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_NETNS", &pod.netns_path)
-        .env("NATRA_PIN_ROOT", "/sys/fs/bpf/natra")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(conf.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let out = natra_without_bpffs(
+        &[
+            ("CNI_COMMAND", "ADD".as_ref()),
+            ("CNI_CONTAINERID", pod.id.as_ref()),
+            ("CNI_IFNAME", "eth0".as_ref()),
+            ("CNI_NETNS", pod.netns_path.as_os_str()),
+        ],
+        &conf.to_string(),
+    );
     assert!(!out.status.success(), "ADD succeeded without bpffs");
     let err = single_json(&out);
     assert_eq!(err["code"], 5, "{err}");

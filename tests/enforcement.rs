@@ -15,10 +15,8 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
 
+use common::iperf::{client_command, IperfServer};
 use common::kernel;
 use common::pod::{bandwidth, pod_ip, run, Pod, TestNet};
 use serde_json::Value;
@@ -40,67 +38,6 @@ const UNLIMITED_FACTOR: f64 = 5.0;
 const TCP_LOWER_BOUND_FRACTION: f64 = 1.0 - TOLERANCE;
 const BASE_PORT: u16 = 5311;
 
-/// `iperf3 -s -1` in a Pod; killed on drop if it is still running.
-struct IperfServer {
-    child: Child,
-    port: u16,
-}
-
-impl IperfServer {
-    fn start(pod: &Pod, port: u16) -> IperfServer {
-        let child = pod
-            .exec("iperf3")
-            .args(["-s", "-1", "-J", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("cannot start the iperf3 server");
-        let mut server = IperfServer { child, port };
-        // Wait until it listens; probing with a connection would be taken
-        // for the one test an `-s -1` server serves.
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            let ss = run(pod.exec("ss").args(["-Hltn", &format!("sport = :{port}")]));
-            if !String::from_utf8_lossy(&ss.stdout).trim().is_empty() {
-                return server;
-            }
-            if let Some(status) = server.child.try_wait().unwrap() {
-                panic!("iperf3 server on port {port} exited before listening: {status}");
-            }
-            assert!(
-                Instant::now() < deadline,
-                "iperf3 server on port {port} never listened"
-            );
-            thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// The one-off server exits after its test; give it a moment.
-    fn finish(mut self) {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            thread::sleep(Duration::from_millis(20));
-        }
-        eprintln!(
-            "iperf3 server on port {} did not exit after its test",
-            self.port
-        );
-    }
-}
-
-impl Drop for IperfServer {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
-    }
-}
-
 /// One iperf3 run's totals, bits/s, and the receiver's omitted first
 /// interval (where the bucket's initial burst shows).
 #[derive(Debug, Clone, Copy)]
@@ -121,20 +58,8 @@ impl Measured {
 /// `port`) and returns the receiver-side rate.
 fn iperf(client: &Pod, server: &Pod, server_ip: &str, port: u16, extra: &[&str]) -> Measured {
     let srv = IperfServer::start(server, port);
-    let mut cmd = Command::new("timeout");
-    cmd.args([
-        "30",
-        "ip",
-        "netns",
-        "exec",
-        &client.netns_name,
-        "iperf3",
-        "-J",
-    ])
-    .args(["-c", server_ip, "-p", &port.to_string()])
-    .args(["-t", &DURATION_S.to_string(), "-O", &OMIT_S.to_string()])
-    .args(["--connect-timeout", "3000"])
-    .args(extra);
+    let mut cmd = client_command(client, server_ip, port, 30, DURATION_S, OMIT_S);
+    cmd.args(["--connect-timeout", "3000"]).args(extra);
     let reverse = extra.contains(&"-R");
     if !reverse {
         // The receiver is the server: have its intervals in the report.

@@ -24,12 +24,13 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use common::iperf::client_command;
 use common::kernel;
 use common::pod::{bandwidth, pod_ip, run, Pod, TestNet};
 use nix::sched::{setns, CloneFlags};
@@ -195,20 +196,8 @@ fn iperf_server(pod: &Pod, port: u16) -> Iperf {
 /// Starts the elephant: iperf3 from `client` to `server_ip`, `-R` for pod
 /// ingress. Returns the running child (JSON on stdout).
 fn elephant(client: &Pod, server_ip: &str, port: u16, reverse: bool) -> Child {
-    let mut cmd = Command::new("timeout");
-    cmd.args([
-        "40",
-        "ip",
-        "netns",
-        "exec",
-        &client.netns_name,
-        "iperf3",
-        "-J",
-    ])
-    .args(["-c", server_ip, "-p", &port.to_string()])
-    .args(["-t", &ELEPHANT_S.to_string(), "-O", &OMIT_S.to_string()])
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    let mut cmd = client_command(client, server_ip, port, 40, ELEPHANT_S, OMIT_S);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     if reverse {
         cmd.arg("-R");
     }

@@ -24,6 +24,7 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+pub mod iperf;
 pub mod kernel;
 pub mod plugin;
 pub mod pod;

@@ -1,0 +1,86 @@
+//! iperf3 in test Pods: a one-off server that is reaped on drop, and the
+//! client command the traffic tests share.
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::pod::{run, Pod};
+
+/// `iperf3 -s -1` in a Pod; killed on drop if it is still running.
+pub struct IperfServer {
+    child: Child,
+    port: u16,
+}
+
+impl IperfServer {
+    /// Starts the server and waits until it listens; probing with a
+    /// connection would be taken for the one test an `-s -1` server serves.
+    pub fn start(pod: &Pod, port: u16) -> IperfServer {
+        let child = pod
+            .exec("iperf3")
+            .args(["-s", "-1", "-J", "-p", &port.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("cannot start the iperf3 server");
+        let mut server = IperfServer { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let ss = run(pod.exec("ss").args(["-Hltn", &format!("sport = :{port}")]));
+            if !String::from_utf8_lossy(&ss.stdout).trim().is_empty() {
+                return server;
+            }
+            if let Some(status) = server.child.try_wait().unwrap() {
+                panic!("iperf3 server on port {port} exited before listening: {status}");
+            }
+            assert!(
+                Instant::now() < deadline,
+                "iperf3 server on port {port} never listened"
+            );
+            thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The one-off server exits after its test; give it a moment.
+    pub fn finish(mut self) {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if self.child.try_wait().unwrap().is_some() {
+                return;
+            }
+            thread::sleep(Duration::from_millis(20));
+        }
+        eprintln!(
+            "iperf3 server on port {} did not exit after its test",
+            self.port
+        );
+    }
+}
+
+impl Drop for IperfServer {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+/// `iperf3 -J -c` from `client`, bounded by `timeout_s`, measuring `secs`
+/// after omitting the first `omit_s`; callers add their own flags.
+pub fn client_command(
+    client: &Pod,
+    server_ip: &str,
+    port: u16,
+    timeout_s: u32,
+    secs: u32,
+    omit_s: u32,
+) -> Command {
+    let mut cmd = Command::new("timeout");
+    cmd.arg(timeout_s.to_string())
+        .args(["ip", "netns", "exec", &client.netns_name, "iperf3", "-J"])
+        .args(["-c", server_ip, "-p", &port.to_string()])
+        .args(["-t", &secs.to_string(), "-O", &omit_s.to_string()]);
+    cmd
+}
