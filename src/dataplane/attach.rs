@@ -1,39 +1,11 @@
-//! tcx attachment of natra's programs, and reading a pinned link back.
-use std::io;
+//! Reading natra's pinned tcx links back, and detaching them. (Attaching is
+//! in modes.rs, which creates links inside the right netns.)
 use std::path::Path;
-use std::ptr::NonNull;
 
 use libbpf_rs::query::LinkTypeInfo;
-use libbpf_rs::{AsRawLibbpf, Link, Program};
+use libbpf_rs::Link;
 
 use crate::error::{Context, Error, ErrorKind, Result};
-
-/// Attaches `prog` with tcx to `ifindex` at the hook its attach type names.
-/// The link must be pinned by the caller, or it detaches when dropped.
-pub fn attach_tcx(prog: &Program<'_>, ifindex: u32) -> Result<Link> {
-    let opts = libbpf_sys::bpf_tcx_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_tcx_opts>() as libbpf_sys::size_t,
-        ..Default::default()
-    };
-    // SAFETY: the program pointer comes from a loaded libbpf object that
-    // outlives this call; opts is a fully initialised bpf_tcx_opts with its
-    // size set, as libbpf's OPTS convention requires.
-    let raw = unsafe {
-        libbpf_sys::bpf_program__attach_tcx(prog.as_libbpf_object().as_ptr(), ifindex as i32, &opts)
-    };
-    let raw = NonNull::new(raw).ok_or_else(|| {
-        Error::new(
-            ErrorKind::Dataplane,
-            format!(
-                "tcx attach of {} to ifindex {ifindex} failed",
-                prog.name().to_string_lossy()
-            ),
-        )
-        .with_details(io::Error::last_os_error())
-    })?;
-    // SAFETY: raw is a bpf_link that libbpf just created and nobody else owns.
-    Ok(unsafe { Link::from_ptr(raw) })
-}
 
 /// Where a pinned tcx link is attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
