@@ -3,7 +3,7 @@ CARGO ?= cargo
 ROOT := $(shell id -u)
 BPF_SOURCES := $(wildcard bpf/*.c bpf/lib/*.h include/natra.h)
 
-.PHONY: all deps bpffs build test lint fmt fuzz demo vmlinux clean
+.PHONY: all deps bpffs build test lint fmt fuzz bench bench-bpf bench-add demo vmlinux clean
 
 all: build
 
@@ -44,7 +44,11 @@ fuzz:
 bench-bpf: bpffs
 	$(CARGO) test --release --test bench_bpf -- --ignored --nocapture --test-threads=1
 
-bench: bench-bpf
+# ADD/DEL latency of natra beside the upstream bandwidth plugin (tests/bench_add.rs). Root.
+bench-add: bpffs
+	$(CARGO) test --release --test bench_add -- --ignored --nocapture --test-threads=1
+
+bench: bench-bpf bench-add
 
 fmt:
 	$(CARGO) fmt

@@ -1,0 +1,128 @@
+//! `make bench`: what an ADD and a DEL of the limiter itself cost, natra
+//! beside the upstream `bandwidth` plugin (Debian's /usr/lib/cni/bandwidth,
+//! TBF + IFB), measured in the same run on the same kind of Pods.
+//!
+//! Pods are made through libcni with ptp only (no limiter); then each
+//! limiter's ADD and DEL is invoked directly with the CNI environment, the
+//! Pod's ptp result as prevResult and a 20 Mbit/s runtimeConfig.bandwidth,
+//! exactly what libcni would hand it, and timed. It only prints (timings on
+//! a shared 2-core VM would make assertions flaky).
+mod common;
+
+use std::io::Write;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::pod::TestNet;
+use serde_json::{json, Value};
+
+const PODS: usize = 30;
+
+fn invoke(
+    plugin: &Path,
+    verb: &str,
+    id: &str,
+    netns: &Path,
+    pin_root: &Path,
+    stdin: &Value,
+) -> Duration {
+    let start = Instant::now();
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CNI_COMMAND", verb)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env("NATRA_PIN_ROOT", pin_root)
+        .env("NATRA_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{} {verb} failed: {}{}",
+        plugin.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i].as_secs_f64() * 1e3
+}
+
+#[test]
+#[ignore = "benchmark: run via make bench (needs root)"]
+fn add_and_del_latency_natra_vs_upstream() {
+    common::require_root();
+    let net = TestNet::new("bench-add", 191);
+    let pods: Vec<_> = (0..PODS).map(|i| net.pod(&format!("b{i}"))).collect();
+    let prevs: Vec<Value> = pods.iter().map(|p| p.add(None).ok()).collect();
+    let bw = json!({"ingressRate": 20_000_000u64, "ingressBurst": 4_294_967_295u64,
+                    "egressRate": 20_000_000u64, "egressBurst": 4_294_967_295u64});
+    let upstream = Path::new("/usr/lib/cni/bandwidth");
+    let natra = common::natra_bin();
+    let mut rows = Vec::new();
+    for (name, plugin) in [("natra", natra.as_path()), ("upstream bandwidth", upstream)] {
+        let (mut adds, mut dels) = (Vec::new(), Vec::new());
+        for (pod, prev) in pods.iter().zip(&prevs) {
+            let conf = json!({"cniVersion": "1.0.0", "name": net.net_name,
+                              "type": if name == "natra" { "natra" } else { "bandwidth" },
+                              "runtimeConfig": {"bandwidth": bw}, "prevResult": prev});
+            adds.push(invoke(
+                plugin,
+                "ADD",
+                &pod.id,
+                &pod.netns_path,
+                &net.pin_root,
+                &conf,
+            ));
+            dels.push(invoke(
+                plugin,
+                "DEL",
+                &pod.id,
+                &pod.netns_path,
+                &net.pin_root,
+                &conf,
+            ));
+        }
+        adds.sort();
+        dels.sort();
+        rows.push((name, adds, dels));
+    }
+    println!("\nADD/DEL of the limiter alone, {PODS} Pods, 20 Mbit/s both ways (ms)");
+    println!(
+        "{:<20} {:>9} {:>9} {:>9} {:>9} {:>9} {:>9}",
+        "plugin", "ADD min", "ADD p50", "ADD p99", "DEL min", "DEL p50", "DEL p99"
+    );
+    for (name, adds, dels) in &rows {
+        println!(
+            "{:<20} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {:>9.2}",
+            name,
+            percentile(adds, 0.0),
+            percentile(adds, 0.5),
+            percentile(adds, 0.99),
+            percentile(dels, 0.0),
+            percentile(dels, 0.5),
+            percentile(dels, 0.99)
+        );
+    }
+    let ratio = percentile(&rows[0].1, 0.5) / percentile(&rows[1].1, 0.5);
+    println!("natra / upstream ADD p50: {ratio:.2}  (target: natra ADD p50 <= 30 ms)");
+    net.assert_pin_root_clean();
+}
