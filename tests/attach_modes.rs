@@ -13,7 +13,6 @@ mod common;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Mutex;
 
 use common::iperf::{client_command, IperfServer};
 use common::kernel::{self, TcxHook};
@@ -26,8 +25,6 @@ const CAP_BITS: u64 = 20_000_000;
 const DURATION_S: u32 = 5;
 const OMIT_S: u32 = 1;
 const TOLERANCE: f64 = 0.10;
-
-static IPERF: Mutex<()> = Mutex::new(());
 
 /// A TestNet whose natra entry carries `fields` (e.g. attachMode).
 fn net_with(test: &str, subnet: u8, fields: Value) -> TestNet {
@@ -179,7 +176,7 @@ enum Way {
 
 /// TCP from/to the limited `client`; returns the receiver's rate (bit/s).
 fn measure(client: &Pod, server: &Pod, server_ip: &str, port: u16, way: Way) -> f64 {
-    let _serial = IPERF.lock().unwrap_or_else(|e| e.into_inner());
+    let _exclusive = common::quiet::measuring();
     let _srv = IperfServer::start(server, port);
     let mut cmd = client_command(client, server_ip, port, 30, DURATION_S, OMIT_S);
     cmd.args(["--connect-timeout", "3000"]);

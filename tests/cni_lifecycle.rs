@@ -11,7 +11,7 @@ use std::fs;
 use std::process::Command;
 
 use common::kernel::{self, TcxHook};
-use common::pod::{bandwidth, host_veth, pod_ip, run_ok, Pod, TestNet};
+use common::pod::{bandwidth, host_veth, net_prefix, pod_ip, run_ok, Pod, TestNet};
 use serde_json::Value;
 
 /// 20 Mbit/s = 2 500 000 B/s in natra's config map.
@@ -140,7 +140,7 @@ fn add_check_del_round_trip() {
     assert_eq!(result["cniVersion"], "1.0.0", "ADD result: {result}");
     let ip = pod_ip(&result);
     assert!(
-        ip.starts_with("10.99.101."),
+        ip.starts_with(&format!("{}.101.", net_prefix())),
         "pod IP {ip} is not from the subnet: {result}"
     );
     let in_pod = run_ok(
@@ -237,7 +237,10 @@ fn add_without_bandwidth_pins_nothing() {
 
     let result = pod.add(None).ok();
     assert_eq!(result["cniVersion"], "1.0.0");
-    assert!(pod_ip(&result).starts_with("10.99.103."), "{result}");
+    assert!(
+        pod_ip(&result).starts_with(&format!("{}.103.", net_prefix())),
+        "{result}"
+    );
     assert_eq!(pod.pins(), None, "an unlimited Pod must not be pinned");
     let veth = host_veth(&result);
     assert_no_tcx_on(&veth);

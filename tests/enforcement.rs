@@ -57,6 +57,7 @@ impl Measured {
 /// Runs `iperf3 -c` from `client` to `server` (a fresh one-off server on
 /// `port`) and returns the receiver-side rate.
 fn iperf(client: &Pod, server: &Pod, server_ip: &str, port: u16, extra: &[&str]) -> Measured {
+    let _exclusive = common::quiet::measuring();
     let srv = IperfServer::start(server, port);
     let mut cmd = client_command(client, server_ip, port, 30, DURATION_S, OMIT_S);
     cmd.args(["--connect-timeout", "3000"]).args(extra);

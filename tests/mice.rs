@@ -240,6 +240,7 @@ fn measure(
     server_ip: &str,
     port: u16,
 ) -> Figures {
+    let _exclusive = common::quiet::measuring();
     let egress = direction == "pod egress";
     // replies leave the limited Pod for pod egress, enter it for pod ingress
     let (srv_pod, srv_ip, cli_pod) = if egress {

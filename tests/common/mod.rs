@@ -28,3 +28,4 @@ pub mod iperf;
 pub mod kernel;
 pub mod plugin;
 pub mod pod;
+pub mod quiet;

@@ -10,6 +10,7 @@ use super::natra_bin;
 
 /// Runs natra with only `env` (plus PATH and NATRA_PIN_ROOT) and `stdin`.
 pub fn natra_raw(env: &[(&str, &str)], pin_root: &Path, stdin: &str) -> Output {
+    let _shared = super::quiet::cni_call();
     let mut child = Command::new(natra_bin())
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())

@@ -82,6 +82,23 @@ pub fn run_ok(cmd: &mut Command) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// `10.O`, the first two octets of every test subnet: O is 99 unless
+/// NATRA_TEST_OCTET says otherwise, so that two checkouts can run their
+/// root tests side by side without ptp's routes colliding.
+pub fn net_prefix() -> String {
+    let octet: u8 = std::env::var("NATRA_TEST_OCTET")
+        .ok()
+        .map(|v| v.parse().expect("NATRA_TEST_OCTET is 0..=255"))
+        .unwrap_or(99);
+    format!("10.{octet}")
+}
+
+/// A plugin invocation: never while a rate measurement runs.
+fn run_cni(cmd: &mut Command) -> Output {
+    let _shared = super::quiet::cni_call();
+    run(cmd)
+}
+
 /// What one cnitool invocation printed.
 #[derive(Debug)]
 pub struct CniOut {
@@ -155,7 +172,7 @@ pub struct TestNet {
     pub cache_dir: PathBuf,
     pub conf: PathBuf,
     pub net_name: String,
-    /// The third octet of this test's 10.99.N.0/24.
+    /// The third octet of this test's 10.99.N.0/24 (see [`net_prefix`]).
     pub subnet: u8,
 }
 
@@ -199,7 +216,7 @@ impl TestNet {
                     "ipMasq": false,
                     "ipam": {
                         "type": "host-local",
-                        "subnet": format!("10.99.{subnet}.0/24"),
+                        "subnet": format!("{}.{subnet}.0/24", net_prefix()),
                         "dataDir": ipam_dir,
                     }
                 },
@@ -327,7 +344,7 @@ impl<'a> Pod<'a> {
             "cnitool add {} (bandwidth {bw:?}, annotations {annotations})",
             self.id
         );
-        CniOut::from_output(what, run(&mut cmd))
+        CniOut::from_output(what, run_cni(&mut cmd))
     }
 
     pub fn add_with_env(&self, bw: Option<&Value>, env: &[(&str, &str)]) -> CniOut {
@@ -374,7 +391,7 @@ impl<'a> Pod<'a> {
             cmd.env(k, v);
         }
         let what = format!("cnitool {verb} {} (bandwidth {bw:?}, env {env:?})", self.id);
-        CniOut::from_output(what, run(&mut cmd))
+        CniOut::from_output(what, run_cni(&mut cmd))
     }
 
     fn cnitool_command(&self, tool: &Path, verb: &str, netns: Option<&Path>) -> Command {
