@@ -206,3 +206,36 @@ fn a_read_only_conf_dir_is_a_clear_error() {
     let leftovers: Vec<_> = fs::read_dir(&d.conf).unwrap().collect();
     assert_eq!(leftovers.len(), 1, "only the original stays");
 }
+
+/// The binary `natra install` copies onto a node needs only what every glibc
+/// node has: libbpf, libelf and zlib are linked in (docs/install.md).
+#[test]
+fn the_installed_binary_needs_only_glibc_and_libgcc() {
+    let out = Command::new("readelf")
+        .arg("-d")
+        .arg(common::natra_bin())
+        .output()
+        .expect("readelf (binutils) runs");
+    assert!(out.status.success(), "readelf -d failed: {out:?}");
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    let needed: Vec<&str> = dynamic
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| l.split('[').nth(1)?.split(']').next())
+        .collect();
+    assert!(!needed.is_empty(), "no NEEDED entries read:\n{dynamic}");
+    let glibc = [
+        "libc.so.6",
+        "libm.so.6",
+        "ld-linux-x86-64.so.2",
+        "ld-linux-aarch64.so.1",
+    ];
+    let foreign: Vec<&&str> = needed
+        .iter()
+        .filter(|lib| !glibc.contains(lib) && **lib != "libgcc_s.so.1")
+        .collect();
+    assert!(
+        foreign.is_empty(),
+        "natra needs {foreign:?} (all: {needed:?})"
+    );
+}
