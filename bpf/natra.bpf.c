@@ -7,6 +7,10 @@
  * flows only above the mice reserve, with ECN, EDT pacing (egress, when
  * enabled) or drop beyond it.
  */
+/* No CO-RE: the program reads only UAPI (the __sk_buff context, bpf_spin_lock)
+ * and wire formats (IP headers), whose layouts never change. Without CO-RE
+ * relocations libbpf does not parse the kernel's BTF (~5 MB) at every ADD. */
+#define BPF_NO_PRESERVE_ACCESS_INDEX
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
