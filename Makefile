@@ -1,9 +1,11 @@
 # natra — see README.md. `make test` and `make demo` install their own deps.
 CARGO ?= cargo
 ROOT := $(shell id -u)
+BPF_ARCH := $(if $(filter aarch64,$(shell uname -m)),arm64,x86)
 BPF_SOURCES := $(wildcard bpf/*.c bpf/lib/*.h include/natra.h)
+C_SOURCES := $(BPF_SOURCES) scripts/verifier-stats.c
 
-.PHONY: all deps bpffs build test lint fmt fuzz bench bench-bpf bench-add demo vmlinux clean
+.PHONY: all deps bpffs build test lint fmt fuzz bench bench-bpf bench-add verifier-stats demo vmlinux clean
 
 all: build
 
@@ -19,7 +21,7 @@ build: deps
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	clang-format --dry-run --Werror $(BPF_SOURCES)
+	clang-format --dry-run --Werror $(C_SOURCES)
 
 # Every test: unit, host-side arithmetic, BPF_PROG_RUN, libcni integration and
 # real-traffic enforcement. Root-only tests are #[ignore]d for plain `cargo
@@ -50,9 +52,21 @@ bench-add: bpffs
 
 bench: bench-bpf bench-add
 
+# The verifier's work per program (time, processed insns, states): it is most
+# of an ADD's latency (docs/dataplane.md, verification). Compiles the object
+# as build.rs does and loads it with the distribution's libbpf (libbpf-dev).
+# Root. VERIFIER_LOG_LEVEL=2 prints the whole log instead.
+VSTAT_DIR := target/verifier-stats
+verifier-stats: bpffs
+	mkdir -p $(VSTAT_DIR)
+	clang -g -O2 -Wall -Werror -target bpf -D__TARGET_ARCH_$(BPF_ARCH) -Iinclude -Ibpf \
+		-c bpf/natra.bpf.c -o $(VSTAT_DIR)/natra.bpf.o
+	$(CC) -O2 -Wall -Werror -o $(VSTAT_DIR)/verifier-stats scripts/verifier-stats.c -lbpf
+	$(VSTAT_DIR)/verifier-stats $(VSTAT_DIR)/natra.bpf.o $(VERIFIER_LOG_LEVEL)
+
 fmt:
 	$(CARGO) fmt
-	clang-format -i $(BPF_SOURCES)
+	clang-format -i $(C_SOURCES)
 
 demo: deps bpffs
 	$(CARGO) build --release

@@ -7,6 +7,10 @@
  * flows only above the mice reserve, with ECN, EDT pacing (egress, when
  * enabled) or drop beyond it.
  */
+/* No CO-RE: the program reads only UAPI (the __sk_buff context, bpf_spin_lock)
+ * and wire formats (IP headers), whose layouts never change. Without CO-RE
+ * relocations libbpf does not parse the kernel's BTF (~5 MB) at every ADD. */
+#define BPF_NO_PRESERVE_ACCESS_INDEX
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -33,7 +37,7 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	struct natra_decision d;
 	__u64 now, h, t;
 	__u32 key = dir, idx;
-	int ect, edt, sketched = 1;
+	int ect, edt, sketched;
 
 	cfg = bpf_map_lookup_elem(&natra_cfg, &key);
 	bucket = bpf_map_lookup_elem(&natra_bucket, &key);
@@ -42,33 +46,40 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 		return NATRA_TC_NEXT;
 
 	parsed = parse_packet(skb, &pkt);
-	if (parsed == NATRA_PARSED_MALFORMED)
-		stats->malformed_packets++;
-	else if (parsed == NATRA_PARSED_NON_IP)
-		stats->non_ip_packets++;
+	/* Counted without branches: parsed is 0 (IP), 1 (non-IP) or 2 (malformed). */
+	stats->malformed_packets += parsed >> 1;
+	stats->non_ip_packets += parsed & 1;
 
 	/* The flow's cells, looked up before the lock: no helper may be called
 	 * while a bpf_spin_lock is held (array lookups are inlined by the
-	 * verifier, but are still calls to it). Rows past the depth alias row 0. */
+	 * verifier, but are still calls to it). Rows past the depth alias row 0,
+	 * and so does a row missing from a sketch smaller than the config says
+	 * (never with natra's control plane): the estimate is then over fewer
+	 * rows, still never below the flow's count. Aliasing keeps one verifier
+	 * state: every cells[i] is the same kind of pointer on every path. */
 	h = flow_hash(&pkt.key);
+	idx = sketch_index(cfg, h, 0);
+	row = bpf_map_lookup_elem(&natra_sketch, &idx);
+	/* no row 0 at all: no estimate, heavy */
+	sketched = row != NULL;
+	cells[0] = row;
 #pragma unroll
-	for (int i = 0; i < NATRA_SKETCH_MAX_DEPTH; i++) {
-		cells[i] = i == 0 ? NULL : cells[0];
-		if (sketched && (i == 0 || i < cfg->sketch_depth)) {
+	for (int i = 1; i < NATRA_SKETCH_MAX_DEPTH; i++) {
+		cells[i] = cells[0];
+		if (sketched && i < cfg->sketch_depth) {
 			idx = sketch_index(cfg, h, i);
 			row = bpf_map_lookup_elem(&natra_sketch, &idx);
-			/* a sketch smaller than the config says (never with
-			 * natra's control plane): no estimate, heavy */
 			if (row)
 				cells[i] = row;
-			else
-				sketched = 0;
 		}
 	}
 
 	now = bpf_ktime_get_ns();
-	ect = parsed == NATRA_PARSED_IP && pkt.ecn != 0;
-	edt = dir == NATRA_DIR_POD_EGRESS && (cfg->flags & NATRA_CFG_EDT);
+	/* 0 or 1 without branches (parse leaves ecn 0 unless parsed as IP): a
+	 * flag the verifier knows only as 0..1 keeps one state where a constant
+	 * would double the paths through everything after it. */
+	ect = (pkt.ecn | (pkt.ecn >> 1)) & 1;
+	edt = dir == NATRA_DIR_POD_EGRESS ? cfg->flags & NATRA_CFG_EDT : 0;
 
 	/*
 	 * Concurrency: one bpf_spin_lock per direction (in the bucket's map

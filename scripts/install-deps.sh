@@ -3,7 +3,7 @@
 # Idempotent: apt runs only when a package is missing.
 set -euo pipefail
 
-PACKAGES=(clang llvm libelf-dev zlib1g-dev pkg-config make bpftool iperf3 iproute2 jq ethtool bc
+PACKAGES=(clang llvm libelf-dev libbpf-dev zlib1g-dev pkg-config make bpftool iperf3 iproute2 jq ethtool bc
   containernetworking-plugins golang-go golang-github-appc-cni-dev clang-format)
 
 missing=()

@@ -42,14 +42,20 @@ struct natra_packet {
 
 /* Copies `len` bytes at `off`: from the linear data without a helper call
  * (a helper call costs ~20 ns, and the common packet needs three), else
- * through bpf_skb_load_bytes. Returns < 0 if the packet is too short. */
-static __always_inline int natra_load(struct __sk_buff *skb, __u32 off, void *to, const __u32 len)
+ * through bpf_skb_load_bytes. Returns < 0 if the packet is too short.
+ * `helper_only` (a constant) skips the direct read: after IPv6 extension
+ * headers the offset depends on a loop, and a direct read would make the
+ * verifier track that offset exactly on every path through the loop (tens of
+ * thousands of instructions to verify); through the helper it stays an
+ * opaque number. */
+static __always_inline int natra_load(struct __sk_buff *skb, __u32 off, void *to, const __u32 len,
+				      const int helper_only)
 {
 	void *data = (void *)(long)skb->data;
 	void *end = (void *)(long)skb->data_end;
 	void *p;
 
-	if (off <= 0xfff) {
+	if (!helper_only && off <= 0xfff) {
 		p = data + off;
 		if (p + len <= end) {
 			__builtin_memcpy(to, p, len);
@@ -59,12 +65,13 @@ static __always_inline int natra_load(struct __sk_buff *skb, __u32 off, void *to
 	return bpf_skb_load_bytes(skb, off, to, len);
 }
 
-static __always_inline int parse_tcp_header_len(struct __sk_buff *skb, __u32 offset, __u32 *len)
+static __always_inline int parse_tcp_header_len(struct __sk_buff *skb, __u32 offset, __u32 *len,
+						const int helper_only)
 {
 	__u8 doff_byte;
 
 	/* byte 12 of the TCP header: data offset in 32-bit words, high nibble */
-	if (natra_load(skb, offset + 12, &doff_byte, 1) < 0)
+	if (natra_load(skb, offset + 12, &doff_byte, 1, helper_only) < 0)
 		return -1;
 	*len = (__u32)(doff_byte >> 4) * 4;
 	return *len < 20 ? -1 : 0;
@@ -73,10 +80,10 @@ static __always_inline int parse_tcp_header_len(struct __sk_buff *skb, __u32 off
 /* The L4 header a GSO segment repeats: TCP's own length, UDP's 8 bytes (USO),
  * as qdisc_pkt_len_init() counts them. */
 static __always_inline int parse_l4_header_len(struct __sk_buff *skb, __u8 proto, __u32 offset,
-					       __u32 *len)
+					       __u32 *len, const int helper_only)
 {
 	if (proto == IPPROTO_TCP_NUM)
-		return parse_tcp_header_len(skb, offset, len);
+		return parse_tcp_header_len(skb, offset, len, helper_only);
 	if (proto == IPPROTO_UDP_NUM && skb->len >= offset + UDP_HLEN) {
 		*len = UDP_HLEN;
 		return 0;
@@ -87,13 +94,13 @@ static __always_inline int parse_l4_header_len(struct __sk_buff *skb, __u8 proto
 /* Source and destination port of TCP and UDP; other protocols and
  * fragments keep 0. A header too short for them keeps 0 too. */
 static __always_inline void parse_ports(struct __sk_buff *skb, __u8 proto, __u32 offset,
-					struct natra_flow_key *key)
+					struct natra_flow_key *key, const int helper_only)
 {
 	__u16 ports[2];
 
 	if (proto != IPPROTO_TCP_NUM && proto != IPPROTO_UDP_NUM)
 		return;
-	if (natra_load(skb, offset, ports, sizeof(ports)) < 0)
+	if (natra_load(skb, offset, ports, sizeof(ports), helper_only) < 0)
 		return;
 	key->sport = ports[0];
 	key->dport = ports[1];
@@ -105,7 +112,7 @@ static __always_inline enum natra_parse_result parse_ipv4(struct __sk_buff *skb,
 	struct iphdr ip;
 	__u32 ihl, l4_len = 0;
 
-	if (natra_load(skb, ETH_HLEN, &ip, sizeof(ip)) < 0)
+	if (natra_load(skb, ETH_HLEN, &ip, sizeof(ip), 0) < 0)
 		return NATRA_PARSED_MALFORMED;
 	ihl = (__u32)ip.ihl * 4;
 	if (ip.version != 4 || ihl < sizeof(ip))
@@ -119,12 +126,18 @@ static __always_inline enum natra_parse_result parse_ipv4(struct __sk_buff *skb,
 	/* MF or a fragment offset: every fragment, the first one too, is keyed
 	 * without ports, so that the datagram stays one flow. */
 	if (!(ip.frag_off & bpf_htons(0x3fff)))
-		parse_ports(skb, ip.protocol, ETH_HLEN + ihl, &pkt->key);
+		parse_ports(skb, ip.protocol, ETH_HLEN + ihl, &pkt->key, 0);
 	/* the first fragment does carry the L4 header a GSO segment repeats */
 	if (!(ip.frag_off & bpf_htons(0x1fff)) &&
-	    parse_l4_header_len(skb, ip.protocol, ETH_HLEN + ihl, &l4_len) == 0)
+	    parse_l4_header_len(skb, ip.protocol, ETH_HLEN + ihl, &l4_len, 0) == 0)
 		pkt->header_bytes += l4_len;
 	return NATRA_PARSED_IP;
+}
+
+static __always_inline int ipv6_is_ext(__u8 nexthdr)
+{
+	return nexthdr == IPV6_HOPOPTS || nexthdr == IPV6_ROUTING || nexthdr == IPV6_DSTOPTS ||
+	       nexthdr == IPV6_FRAGMENT || nexthdr == IPV6_AH;
 }
 
 /*
@@ -135,39 +148,40 @@ static __always_inline enum natra_parse_result parse_ipv4(struct __sk_buff *skb,
  * *first_frag cleared for a non-first one. Returns -1 on a truncated header.
  */
 static __always_inline int parse_ipv6_ext(struct __sk_buff *skb, __u8 *nexthdr, __u32 *offset,
-					  int *frag, int *first_frag)
+					  __u32 *frag, __u32 *first_frag)
 {
 	__u8 hdr[4];
-	__u16 frag_off;
+	__u32 frag_off;
 
 	for (int i = 0; i < NATRA_IPV6_MAX_EXT; i++) {
 		switch (*nexthdr) {
 		case IPV6_HOPOPTS:
 		case IPV6_ROUTING:
 		case IPV6_DSTOPTS:
-			if (natra_load(skb, *offset, hdr, 2) < 0)
+			if (natra_load(skb, *offset, hdr, 2, 1) < 0)
 				return -1;
 			*nexthdr = hdr[0];
 			*offset += ((__u32)hdr[1] + 1) * 8;
 			break;
 		case IPV6_AH:
-			if (natra_load(skb, *offset, hdr, 2) < 0)
+			if (natra_load(skb, *offset, hdr, 2, 1) < 0)
 				return -1;
 			*nexthdr = hdr[0];
 			*offset += ((__u32)hdr[1] + 2) * 4;
 			break;
 		case IPV6_FRAGMENT:
-			if (natra_load(skb, *offset, hdr, 4) < 0)
+			if (natra_load(skb, *offset, hdr, 4, 1) < 0)
 				return -1;
 			*nexthdr = hdr[0];
 			*offset += 8;
-			frag_off = ((__u16)hdr[2] << 8) | hdr[3];
+			frag_off = ((__u32)hdr[2] << 8) | hdr[3];
 			/* offset (13 bits) or M flag; an atomic fragment
-			 * (both 0, RFC 6946) is a whole datagram */
-			if (frag_off & 0xfff9)
-				*frag = 1;
-			if (frag_off & 0xfff8)
-				*first_frag = 0;
+			 * (both 0, RFC 6946) is a whole datagram. Set without
+			 * branches ((x + 0xffff) >> 16 is x != 0 for a 16-bit
+			 * x), so that the loop does not fork the verifier's
+			 * paths per flag value. */
+			*frag |= ((frag_off & 0xfff9) + 0xffff) >> 16;
+			*first_frag &= ~(((frag_off & 0xfff8) + 0xffff) >> 16);
 			break;
 		default:
 			return 0;
@@ -182,9 +196,9 @@ static __always_inline enum natra_parse_result parse_ipv6(struct __sk_buff *skb,
 	struct ipv6hdr ip6;
 	__u32 l4_len = 0, offset = ETH_HLEN + sizeof(ip6);
 	__u8 nexthdr;
-	int frag = 0, first_frag = 1;
+	__u32 frag = 0, first_frag = 1;
 
-	if (natra_load(skb, ETH_HLEN, &ip6, sizeof(ip6)) < 0)
+	if (natra_load(skb, ETH_HLEN, &ip6, sizeof(ip6), 0) < 0)
 		return NATRA_PARSED_MALFORMED;
 	if (ip6.version != 6)
 		return NATRA_PARSED_MALFORMED;
@@ -195,16 +209,24 @@ static __always_inline enum natra_parse_result parse_ipv6(struct __sk_buff *skb,
 	__builtin_memcpy(pkt->key.daddr, &ip6.daddr, 16);
 	pkt->key.family = NATRA_FLOW_IPV6;
 	nexthdr = ip6.nexthdr;
+	pkt->key.proto = nexthdr;
+	pkt->header_bytes = offset;
+	if (!ipv6_is_ext(nexthdr)) {
+		/* the common case: the upper layer right after the fixed header */
+		parse_ports(skb, nexthdr, offset, &pkt->key, 0);
+		if (parse_l4_header_len(skb, nexthdr, offset, &l4_len, 0) == 0)
+			pkt->header_bytes += l4_len;
+		return NATRA_PARSED_IP;
+	}
 	if (parse_ipv6_ext(skb, &nexthdr, &offset, &frag, &first_frag) < 0) {
 		/* keyed as malformed; the fixed header is still charged */
-		pkt->header_bytes = ETH_HLEN + sizeof(ip6);
 		return NATRA_PARSED_MALFORMED;
 	}
 	pkt->key.proto = nexthdr;
 	pkt->header_bytes = offset;
 	if (!frag)
-		parse_ports(skb, nexthdr, offset, &pkt->key);
-	if (first_frag && parse_l4_header_len(skb, nexthdr, offset, &l4_len) == 0)
+		parse_ports(skb, nexthdr, offset, &pkt->key, 1);
+	if (first_frag && parse_l4_header_len(skb, nexthdr, offset, &l4_len, 1) == 0)
 		pkt->header_bytes += l4_len;
 	return NATRA_PARSED_IP;
 }
@@ -216,16 +238,17 @@ static __always_inline enum natra_parse_result parse_packet(struct __sk_buff *sk
 {
 	enum natra_parse_result res;
 	__u32 segs = skb->gso_segs;
+	__u16 ethertype = (__u16)skb->protocol;
 
 	__builtin_memset(pkt, 0, sizeof(*pkt));
 	pkt->wire_bytes = skb->len;
-	pkt->key.ethertype = (__u16)skb->protocol;
+	pkt->key.ethertype = ethertype;
 
 	if (skb->len < ETH_HLEN)
 		res = NATRA_PARSED_MALFORMED;
-	else if (skb->protocol == bpf_htons(ETH_P_IP))
+	else if (ethertype == bpf_htons(ETH_P_IP))
 		res = parse_ipv4(skb, pkt);
-	else if (skb->protocol == bpf_htons(ETH_P_IPV6))
+	else if (ethertype == bpf_htons(ETH_P_IPV6))
 		res = parse_ipv6(skb, pkt);
 	else
 		res = NATRA_PARSED_NON_IP;
@@ -234,7 +257,7 @@ static __always_inline enum natra_parse_result parse_packet(struct __sk_buff *sk
 		/* one key per ethertype; ECN bits of what was not parsed are
 		 * not trusted */
 		__builtin_memset(&pkt->key, 0, sizeof(pkt->key));
-		pkt->key.ethertype = (__u16)skb->protocol;
+		pkt->key.ethertype = ethertype;
 		pkt->key.family =
 		    res == NATRA_PARSED_NON_IP ? NATRA_FLOW_NON_IP : NATRA_FLOW_MALFORMED;
 		pkt->ecn = 0;

@@ -39,17 +39,25 @@ static __always_inline __u32 sketch_index(const struct natra_config *cfg, __u64 
 	       sketch_column(h, row, cfg->sketch_shift);
 }
 
-/* A cell's bytes as seen in epoch `epoch`. */
+/* A cell's bytes as seen in epoch `epoch`: all of them at age 0, half at age
+ * 1, none when older. Without branches (as are the min and the raise below):
+ * each row then adds instructions, not paths, to the program's verification. */
 static __always_inline __u64 sketch_cell_bytes(__u64 cell, __u32 epoch)
 {
 	__u32 age = (epoch - (__u32)(cell >> NATRA_SKETCH_BYTES_BITS)) & NATRA_SKETCH_EPOCH_MASK;
 	__u64 bytes = cell & NATRA_SKETCH_BYTES_MASK;
+	/* age >> 1 < 2^23, so this is 0 for age 0 and 1, and 1 for any older */
+	__u64 old = ((__u64)(age >> 1) + 0x7fffff) >> 23;
 
-	if (age == 0)
-		return bytes;
-	if (age == 1)
-		return bytes >> 1;
-	return 0;
+	return (bytes >> (age & 1)) & (old - 1);
+}
+
+/* min(a, b) of values below 2^62, without a branch. */
+static __always_inline __u64 sketch_min(__u64 a, __u64 b)
+{
+	__u64 d = b - a;
+
+	return a + (d & (__u64)((__s64)d >> 63));
 }
 
 static __always_inline __u64 sketch_cell(__u32 epoch, __u64 bytes)
@@ -72,14 +80,10 @@ static __always_inline __u64 sketch_estimate(__u64 *const cells[NATRA_SKETCH_MAX
 	__u64 est = NATRA_SKETCH_BYTES_MASK;
 
 #pragma unroll
-	for (int i = 0; i < NATRA_SKETCH_MAX_DEPTH; i++) {
-		__u64 v = sketch_cell_bytes(*cells[i], epoch);
-
-		if (v < est)
-			est = v;
-	}
-	est += bytes;
-	return est < NATRA_SKETCH_BYTES_MASK ? est : NATRA_SKETCH_BYTES_MASK;
+	for (int i = 0; i < NATRA_SKETCH_MAX_DEPTH; i++)
+		est = sketch_min(est, sketch_cell_bytes(*cells[i], epoch));
+	/* bytes is a packet's wire bytes (< 2^32): the sum stays below 2^62 */
+	return sketch_min(est + bytes, NATRA_SKETCH_BYTES_MASK);
 }
 
 /* Conservative update: raise each of the flow's cells to the new estimate,

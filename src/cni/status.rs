@@ -8,7 +8,7 @@ use crate::dataplane::skeleton::NatraSkelBuilder;
 use crate::error::{Error, ErrorKind, Result};
 
 /// Ready when the pin root is on a bpffs and the programs load (which also
-/// proves BTF, CO-RE relocation and the verifier are happy on this kernel).
+/// proves BTF and the verifier are happy on this kernel).
 pub fn check_ready() -> Result<()> {
     let root = pins::pin_root();
     pins::ensure_bpffs(&root).map_err(|e| not_ready("bpffs is not usable", e))?;
