@@ -244,10 +244,15 @@ if add edt ',"edtPacing":"auto"'; then
   note "mice under pod's elephant: $(tail -1 /tmp/mice-pod.txt)"
   note "mice of bg (no elephant): $(tail -1 /tmp/mice-bg.txt)"
   note "pod egress packets meanwhile: $(echo "$c0 $c1" | awk '{ printf "mouse %d heavy %d paced %d dropped %d", $5 - $1, $6 - $2, $7 - $3, $8 - $4 }')"
-  p99() { sed -n 's/.* p99_ms=\([0-9.]*\) .*/\1/p' "$1"; }
+  pct() { sed -n "s/.* $1_ms=\([0-9.]*\) .*/\1/p" "$2"; }
   check mice_p99_edt 'unloaded > 0 && loaded > 0 && loaded <= 1.5 * unloaded' \
-    unloaded="$(p99 /tmp/mice-bg.txt)" loaded="$(p99 /tmp/mice-pod.txt)" \
+    unloaded="$(pct p99 /tmp/mice-bg.txt)" loaded="$(pct p99 /tmp/mice-pod.txt)" \
     elephant="$(jq '.end.sum_received.bits_per_second // 0 | floor' /tmp/eleph.json)"
+  # The median is far steadier under TCG than the tail, and a mouse queued
+  # behind the elephant's departure times (~0.4 s of backlog at the cap)
+  # would move it as much: the same bound on it.
+  check mice_p50_edt 'unloaded > 0 && loaded > 0 && loaded <= 1.5 * unloaded' \
+    unloaded="$(pct p50 /tmp/mice-bg.txt)" loaded="$(pct p50 /tmp/mice-pod.txt)"
 
   set -- $(rate ingress 2 4 5203)
   check ingress_rate 'wire >= 0.90 * cap && wire <= 1.10 * cap' wire="$1" cap=$CAP goodput="$2"
