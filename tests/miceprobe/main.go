@@ -7,11 +7,14 @@
 //
 // Usage:
 //
-//	miceprobe serve ADDR:PORT                 (until killed)
-//	miceprobe run ADDR:PORT COUNT INTERVAL_MS (one mouse every INTERVAL_MS)
+//	miceprobe serve ADDR:PORT                          (until killed)
+//	miceprobe run ADDR:PORT[,ADDR:PORT...] COUNT INTERVAL_MS
 //
-// run prints one line: "mice n=N errors=E p50_ms=X p99_ms=Y max_ms=Z" and
-// exits 1 if any mouse failed.
+// run sends COUNT mice to each address, one every INTERVAL_MS per address;
+// with several addresses their mice alternate on one schedule (A B A B ...),
+// so that a stall of the machine hits every address's mice alike. It prints
+// one line per address: "mice addr=A n=N errors=E p50_ms=X p99_ms=Y
+// max_ms=Z" and exits 1 if any mouse failed.
 package main
 
 import (
@@ -21,6 +24,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -67,43 +71,54 @@ func mouse(addr string) (time.Duration, error) {
 
 // run sends the mice on a fixed schedule (a late mouse does not shift the
 // next ones) and waits for all of them.
-func run(addr string, n int, interval time.Duration) error {
+func run(addrs []string, n int, interval time.Duration) error {
 	type res struct {
-		d   time.Duration
-		err error
+		target int
+		d      time.Duration
+		err    error
 	}
-	out := make(chan res, n)
+	total := n * len(addrs)
+	step := interval / time.Duration(len(addrs))
+	out := make(chan res, total)
 	start := time.Now()
-	for i := 0; i < n; i++ {
-		time.Sleep(time.Until(start.Add(time.Duration(i) * interval)))
-		go func() { d, err := mouse(addr); out <- res{d, err} }()
+	for i := 0; i < total; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * step)))
+		t := i % len(addrs)
+		go func() { d, err := mouse(addrs[t]); out <- res{t, d, err} }()
 	}
-	var times []float64
-	errs := 0
-	for i := 0; i < n; i++ {
+	times := make([][]float64, len(addrs))
+	errs := make([]int, len(addrs))
+	for i := 0; i < total; i++ {
 		r := <-out
 		if r.err != nil {
-			errs++
+			errs[r.target]++
 			fmt.Fprintln(os.Stderr, "miceprobe:", r.err)
 			continue
 		}
-		times = append(times, float64(r.d.Microseconds())/1000)
+		times[r.target] = append(times[r.target], float64(r.d.Microseconds())/1000)
 	}
-	if len(times) == 0 {
-		return fmt.Errorf("every mouse failed")
-	}
-	sort.Float64s(times)
-	pct := func(p float64) float64 {
-		i := int(float64(len(times))*p+0.999999) - 1
-		if i < 0 {
-			i = 0
+	failed := 0
+	for t, addr := range addrs {
+		ts := times[t]
+		if len(ts) == 0 {
+			fmt.Printf("mice addr=%s n=0 errors=%d\n", addr, errs[t])
+			failed += errs[t]
+			continue
 		}
-		return times[i]
+		sort.Float64s(ts)
+		pct := func(p float64) float64 {
+			i := int(float64(len(ts))*p+0.999999) - 1
+			if i < 0 {
+				i = 0
+			}
+			return ts[i]
+		}
+		fmt.Printf("mice addr=%s n=%d errors=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+			addr, len(ts), errs[t], pct(0.50), pct(0.99), ts[len(ts)-1])
+		failed += errs[t]
 	}
-	fmt.Printf("mice n=%d errors=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
-		len(times), errs, pct(0.50), pct(0.99), times[len(times)-1])
-	if errs > 0 {
-		return fmt.Errorf("%d mice failed", errs)
+	if failed > 0 {
+		return fmt.Errorf("%d mice failed", failed)
 	}
 	return nil
 }
@@ -120,9 +135,9 @@ func main() {
 			err = fmt.Errorf("bad COUNT or INTERVAL_MS")
 			break
 		}
-		err = run(os.Args[2], n, time.Duration(ms)*time.Millisecond)
+		err = run(strings.Split(os.Args[2], ","), n, time.Duration(ms)*time.Millisecond)
 	default:
-		err = fmt.Errorf("usage: miceprobe serve ADDR:PORT | miceprobe run ADDR:PORT COUNT INTERVAL_MS")
+		err = fmt.Errorf("usage: miceprobe serve ADDR:PORT | miceprobe run ADDR:PORT[,ADDR:PORT...] COUNT INTERVAL_MS")
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "miceprobe:", err)
