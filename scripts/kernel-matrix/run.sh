@@ -49,6 +49,26 @@ echo
 awk '{ k = $2; sub("kernel=", "", k); n = $3; sub("name=", "", n); r = $4; sub("result=", "", r);
        v = ""; for (i = 5; i <= NF; i++) v = v " " $i
        printf "%-6s %-26s %-5s%s\n", k, n, (r == "pass" ? "pass" : "FAIL"), v }' "$OUT/results.txt"
+# The figures per kernel, one row each (cap-relative rates; "/" pairs
+# EDT on/off or unloaded/loaded).
+echo
+awk '{ k = $2; sub("kernel=", "", k); n = $3; sub("name=", "", n)
+       if (!(k in seen)) { seen[k] = 1; order[++nk] = k }
+       if ($4 == "result=pass") pass[k]++; else fail[k]++
+       for (i = 5; i <= NF; i++) { split($i, kv, "="); v[k, n, kv[1]] = kv[2] } }
+     function r(x) { return x == "" || cap == "" ? "-" : sprintf("%.3f", x / cap) }
+     END {
+       printf "%-6s %-15s %-16s %-7s %-7s %-7s %-8s %-5s %-17s %-7s %s\n", "kernel", "auto, EDT", "auto, no EDT",
+         "EDT", "egr/cap", "no-EDT", "retrans", "drops", "mice p99 ms u/l", "ing/cap", "checks"
+       for (j = 1; j <= nk; j++) { k = order[j]; cap = v[k, "egress_edt_rate", "cap"]
+         printf "%-6s %-15s %-16s %-7s %-7s %-7s %-8s %-5s %-17s %-7s %d pass, %d fail\n", k,
+           v[k, "attach_auto_edt", "mode"], v[k, "attach_auto_noedt", "mode"],
+           (v[k, "edt_auto_on", "edt"] == 1 ? "on" : "OFF") "/" (v[k, "edt_off", "edt"] == 0 ? "off" : "ON"),
+           r(v[k, "egress_edt_rate", "wire"]), r(v[k, "egress_noedt_rate", "wire"]),
+           v[k, "retrans_edt_lt_noedt", "edt"] "/" v[k, "retrans_edt_lt_noedt", "off"],
+           v[k, "egress_edt_drops", "drops"],
+           v[k, "mice_p99_edt", "unloaded"] "/" v[k, "mice_p99_edt", "loaded"],
+           r(v[k, "ingress_rate", "wire"]), pass[k], fail[k] } }' "$OUT/results.txt"
 if grep -q 'result=fail' "$OUT/results.txt"; then status=1; fi
 echo "kernel-matrix: $( [ $status = 0 ] && echo PASSED || echo FAILED ) ($(grep -c result=pass "$OUT/results.txt" || true) passed, $(grep -c result=fail "$OUT/results.txt" || true) failed; $OUT/results.txt)"
 exit $status
