@@ -5,7 +5,7 @@ BPF_ARCH := $(if $(filter aarch64,$(shell uname -m)),arm64,x86)
 BPF_SOURCES := $(wildcard bpf/*.c bpf/lib/*.h include/natra.h)
 C_SOURCES := $(BPF_SOURCES) scripts/verifier-stats.c
 
-.PHONY: all deps bpffs build test lint fmt fuzz bench bench-bpf bench-add verifier-stats demo vmlinux clean
+.PHONY: all deps bpffs build test test-kernels lint fmt fuzz bench bench-bpf bench-add verifier-stats demo vmlinux clean
 
 all: build
 
@@ -29,13 +29,24 @@ lint:
 test: deps bpffs lint
 ifeq ($(ROOT),0)
 	$(CARGO) test -- --include-ignored
+	$(MAKE) test-kernels
 else
 	@echo "=================================================================="
 	@echo "SKIPPING root-only tests (BPF_PROG_RUN, netns, libcni, traffic):"
 	@echo "not running as root. Run 'sudo make test' to run all of them."
+	@echo "SKIPPING the kernel matrix (make test-kernels: apt, qemu): same reason."
 	@echo "=================================================================="
 	$(CARGO) test
 endif
+
+# natra on Debian's own kernels under qemu (TCG), each with real sch_fq:
+# 6.1 (clsact only) and 6.12 (tcx). EDT pacing, attach modes, mice, ingress,
+# DEL leaving nothing; a per-kernel table at the end. Installs its own host
+# deps (root). One kernel: make test-kernels KERNELS=6.12. See
+# docs/development.md, "Kernel matrix".
+KERNELS ?= 6.1 6.12
+test-kernels: deps
+	KERNELS="$(KERNELS)" scripts/kernel-matrix/run.sh
 
 # The parser property tests, run far longer than in `make test`.
 fuzz:

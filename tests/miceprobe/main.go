@@ -1,0 +1,146 @@
+// Command miceprobe is the mice client and server of the kernel matrix
+// (scripts/kernel-matrix): a mouse is a fresh TCP connection, a 1-byte
+// request and a 16 KB reply; its completion time runs from connect to the
+// last reply byte. Standard library only, built static:
+//
+//	GO111MODULE=off CGO_ENABLED=0 go build -o OUT tests/miceprobe/main.go
+//
+// Usage:
+//
+//	miceprobe serve ADDR:PORT                          (until killed)
+//	miceprobe run ADDR:PORT[,ADDR:PORT...] COUNT INTERVAL_MS
+//
+// run sends COUNT mice to each address, one every INTERVAL_MS per address;
+// with several addresses their mice alternate on one schedule (A B A B ...),
+// so that a stall of the machine hits every address's mice alike. It prints
+// one line per address: "mice addr=A n=N errors=E p50_ms=X p99_ms=Y
+// max_ms=Z" and exits 1 if any mouse failed.
+package main
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+)
+
+const replyBytes = 16 * 1024
+
+func serve(addr string) error {
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	reply := make([]byte, replyBytes)
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			return err
+		}
+		go func(c net.Conn) {
+			defer c.Close()
+			req := make([]byte, 1)
+			if _, err := io.ReadFull(c, req); err == nil {
+				c.Write(reply)
+			}
+		}(c)
+	}
+}
+
+func mouse(addr string) (time.Duration, error) {
+	t0 := time.Now()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		return 0, err
+	}
+	defer c.Close()
+	c.SetDeadline(t0.Add(10 * time.Second))
+	if _, err := c.Write([]byte{'?'}); err != nil {
+		return 0, err
+	}
+	buf := make([]byte, replyBytes)
+	if _, err := io.ReadFull(c, buf); err != nil {
+		return 0, err
+	}
+	return time.Since(t0), nil
+}
+
+// run sends the mice on a fixed schedule (a late mouse does not shift the
+// next ones) and waits for all of them.
+func run(addrs []string, n int, interval time.Duration) error {
+	type res struct {
+		target int
+		d      time.Duration
+		err    error
+	}
+	total := n * len(addrs)
+	step := interval / time.Duration(len(addrs))
+	out := make(chan res, total)
+	start := time.Now()
+	for i := 0; i < total; i++ {
+		time.Sleep(time.Until(start.Add(time.Duration(i) * step)))
+		t := i % len(addrs)
+		go func() { d, err := mouse(addrs[t]); out <- res{t, d, err} }()
+	}
+	times := make([][]float64, len(addrs))
+	errs := make([]int, len(addrs))
+	for i := 0; i < total; i++ {
+		r := <-out
+		if r.err != nil {
+			errs[r.target]++
+			fmt.Fprintln(os.Stderr, "miceprobe:", r.err)
+			continue
+		}
+		times[r.target] = append(times[r.target], float64(r.d.Microseconds())/1000)
+	}
+	failed := 0
+	for t, addr := range addrs {
+		ts := times[t]
+		if len(ts) == 0 {
+			fmt.Printf("mice addr=%s n=0 errors=%d\n", addr, errs[t])
+			failed += errs[t]
+			continue
+		}
+		sort.Float64s(ts)
+		pct := func(p float64) float64 {
+			i := int(float64(len(ts))*p+0.999999) - 1
+			if i < 0 {
+				i = 0
+			}
+			return ts[i]
+		}
+		fmt.Printf("mice addr=%s n=%d errors=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
+			addr, len(ts), errs[t], pct(0.50), pct(0.99), ts[len(ts)-1])
+		failed += errs[t]
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d mice failed", failed)
+	}
+	return nil
+}
+
+func main() {
+	var err error
+	switch {
+	case len(os.Args) == 3 && os.Args[1] == "serve":
+		err = serve(os.Args[2])
+	case len(os.Args) == 5 && os.Args[1] == "run":
+		n, e1 := strconv.Atoi(os.Args[3])
+		ms, e2 := strconv.Atoi(os.Args[4])
+		if e1 != nil || e2 != nil || n < 1 || ms < 1 {
+			err = fmt.Errorf("bad COUNT or INTERVAL_MS")
+			break
+		}
+		err = run(strings.Split(os.Args[2], ","), n, time.Duration(ms)*time.Millisecond)
+	default:
+		err = fmt.Errorf("usage: miceprobe serve ADDR:PORT | miceprobe run ADDR:PORT[,ADDR:PORT...] COUNT INTERVAL_MS")
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "miceprobe:", err)
+		os.Exit(1)
+	}
+}
