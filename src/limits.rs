@@ -147,6 +147,18 @@ impl PodLimits {
         self.pod_ingress.is_none() && self.pod_egress.is_none()
     }
 
+    /// The limits as written to the config map of a load with EDT `edt`
+    /// (only a direction with a horizon, pod egress, changes).
+    pub fn with_edt(self, edt: bool) -> PodLimits {
+        if !edt {
+            return self;
+        }
+        PodLimits {
+            pod_ingress: self.pod_ingress.map(BucketParams::with_edt),
+            pod_egress: self.pod_egress.map(BucketParams::with_edt),
+        }
+    }
+
     /// (width, depth) of the pod's sketch, if any direction is limited.
     pub fn sketch_geometry(&self) -> Option<(u32, u32)> {
         self.pod_ingress
@@ -526,6 +538,17 @@ mod tests {
             huge.pod_egress.unwrap().with_edt().edt_debt_bytes,
             MAX_EDT_DEBT_BYTES
         );
+    }
+
+    #[test]
+    fn pod_limits_with_edt_change_only_what_a_load_with_edt_writes() {
+        let t = Tuning::default();
+        let l = pod_limits(req(20_000_000), req(20_000_000), &t).unwrap();
+        assert_eq!(l.with_edt(false), l);
+        let on = l.with_edt(true);
+        assert_eq!(on.pod_ingress, l.pod_ingress);
+        assert_eq!(on.pod_egress, Some(l.pod_egress.unwrap().with_edt()));
+        assert!(on.pod_egress.unwrap().edt);
     }
 
     #[test]

@@ -123,7 +123,7 @@ fn add(
         if installed.edt { "on" } else { "off" },
         host.name,
         host.index,
-        limits
+        limits.with_edt(installed.edt)
     );
     Ok(passthrough)
 }

@@ -142,9 +142,9 @@ fn install_inner(
         "writing the config with EDT {}",
         if edt { "on" } else { "off" }
     );
+    let written = limits.with_edt(edt);
     for dir in Direction::ALL {
-        if let Some(params) = dir.limit(limits) {
-            let params = if edt { params.with_edt() } else { params };
+        if let Some(params) = dir.limit(&written) {
             maps::write_config(skel.maps.natra_cfg.as_fd(), dir, &params)?;
             maps::write_bucket_full(skel.maps.natra_bucket.as_fd(), dir, &params, now_ns)?;
         }
