@@ -82,7 +82,8 @@ impl Doc<'_> {
                 first one included: it shows the burst.\n\
              2. **Elephant + mice** at {mcap}: a mouse every {iv} ms for {mp} s (replies of {sizes} in turn), \
                 first alone, then beside an iperf3 elephant that has filled the cap for 1.5 s. The replies cross \
-                the cap in the direction measured. Completion time = connect to last reply byte.\n\
+                the cap in the direction measured. Completion time = connect to last reply byte. The client is \
+                serial, so *mice/s* falls below the pace when mice wait.\n\
              3. **Many mice** at {ncap}: {nm} clients fetching 16 KB replies back to back for {np} s, beside one \
                 elephant. The aggregate is measured at the receivers (the elephant's 1 s intervals plus the mice \
                 replies completed in the same window, as Ethernet bytes, plus ~3 small frames per mouse), not \

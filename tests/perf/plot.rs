@@ -25,6 +25,9 @@ struct Panel {
     ylabel: &'static str,
     logx: bool,
     logy: bool,
+    /// Clip the y axis at this (linear plots whose burst would squash the
+    /// steady state into a line).
+    ymax: Option<f64>,
     /// A horizontal reference line (the cap), in y units.
     hline: Option<f64>,
 }
@@ -67,6 +70,13 @@ fn draw(
                 "unset logscale y"
             },
         );
+        let _ = writeln!(
+            gp,
+            "{}",
+            p.ymax.map_or("set yrange [*:*]".to_owned(), |m| format!(
+                "set yrange [0:{m}]"
+            ))
+        );
         let mut plots = Vec::new();
         for (i, (label, pts)) in lines.iter().enumerate() {
             let file = data.join(format!("{}-{i}.dat", p.series));
@@ -102,12 +112,17 @@ pub fn all(mode: &Mode, res: &Results, data: &Path, img: &Path) -> Vec<(String, 
     for &cap in &mode.rate_caps {
         for dir in Dir::BOTH {
             panels.push(Panel {
-                title: format!("bulk TCP, cap {}, {}", cap_label(cap), dir.label()),
+                title: format!(
+                    "bulk TCP, cap {}, {} (y clipped at 2x cap)",
+                    cap_label(cap),
+                    dir.label()
+                ),
                 series: format!("rate-{}-{}", cap_label(cap), dir.key()),
-                xlabel: "s since the flow started (receiver's 1 s intervals; the first one is omitted from the means)",
-                ylabel: "Mbit/s (log)",
+                xlabel: "s since the flow started (1st interval: not in the means)",
+                ylabel: "receiver Mbit/s",
                 logx: false,
-                logy: true,
+                logy: false,
+                ymax: Some(2.0 * cap as f64 / 1e6),
                 hline: Some(cap as f64 / 1e6),
             });
         }
@@ -139,6 +154,7 @@ pub fn all(mode: &Mode, res: &Results, data: &Path, img: &Path) -> Vec<(String, 
             ylabel: "fraction of mice",
             logx: true,
             logy: false,
+            ymax: Some(1.0),
             hline: None,
         })
         .collect();
@@ -152,16 +168,17 @@ pub fn all(mode: &Mode, res: &Results, data: &Path, img: &Path) -> Vec<(String, 
         .iter()
         .map(|dir| Panel {
             title: format!(
-                "{} mice + elephant, cap {}, {}",
+                "{} mice + elephant, cap {}, {} (y clipped at 2x cap)",
                 mode.many_mice,
                 cap_label(mode.many_cap),
                 dir.label()
             ),
             series: format!("many-{}", dir.key()),
             xlabel: "s since the elephant started (mice from 2 s)",
-            ylabel: "aggregate wire Mbit/s (log)",
+            ylabel: "aggregate wire Mbit/s",
             logx: false,
-            logy: true,
+            logy: false,
+            ymax: Some(2.0 * mode.many_cap as f64 / 1e6),
             hline: Some(mode.many_cap as f64 / 1e6),
         })
         .collect();
@@ -178,6 +195,7 @@ pub fn all(mode: &Mode, res: &Results, data: &Path, img: &Path) -> Vec<(String, 
         ylabel: "ADD ms (log)",
         logx: false,
         logy: true,
+        ymax: None,
         hline: None,
     }];
     let png = draw(res, data, img, "add-vs-pods", 1, 1, &panels);

@@ -54,7 +54,7 @@ impl Target {
     pub fn gate_kind(&self) -> &'static str {
         match self.gate {
             Gate::Target(_) => "target + margin",
-            Gate::RegressionGuard(_) => "regression guard (target not met today)",
+            Gate::RegressionGuard(_) => "regression guard: target not reliably met today",
         }
     }
 
