@@ -85,9 +85,11 @@ impl Doc<'_> {
                 the cap in the direction measured. Completion time = connect to last reply byte. The client is \
                 serial, so *mice/s* falls below the pace when mice wait.\n\
              3. **Many mice** at {ncap}: {nm} clients fetching 16 KB replies back to back for {np} s, beside one \
-                elephant. The aggregate is measured at the receivers (the elephant's 1 s intervals plus the mice \
-                replies completed in the same window, as Ethernet bytes, plus ~3 small frames per mouse), not \
-                from either limiter's counters; only windows wholly inside the mice phase count.\n\
+                elephant. The aggregate is measured after the limiter, not from either limiter's counters: \
+                tx_bytes of the host veth that delivers into the receiving Pod, sampled every second and scaled \
+                by the same Ethernet-per-payload factor (veth counts a GSO packet once, with one set of headers, \
+                so this overstates the wire bytes slightly, never understates them); only windows wholly inside \
+                the mice phase count.\n\
              4. **Cost**: BPF ns/packet per dataplane path with BPF_PROG_RUN (tests/common/bpf_cost.rs, \
                 {rep} repeats, best of 3, beside a pass-through program); softirq time of the whole machine \
                 (/proc/stat) per GB during the bulk flow at the highest cap, for every setup.\n\
@@ -132,7 +134,8 @@ impl Doc<'_> {
               - **2 cores**, shared with the iperf3 and mice processes themselves: at 1 Gbit/s and without a \
                 limit the senders, not the limiters, can be the bottleneck, and softirq time includes veth \
                 forwarding, which every setup pays.\n\
-              - **Wire rate is derived** from goodput for full segments; short flows' headers are estimated.\n\
+              - **Wire bytes are derived**, from goodput (scenario 1) or veth byte counters (scenario 3), for \
+                full segments.\n\
               - **Kernel memory** deltas include any other allocation made meanwhile; trust the BPF memlock \
                 figure for natra and treat the Slab/Percpu/Vmalloc delta as an estimate for both.\n";
         d
