@@ -7,6 +7,8 @@ use serde_json::Value;
 use crate::common::iperf::{client_command, IperfServer};
 use crate::setup::Pair;
 
+const MIN_INTERVAL_S: f64 = 0.5;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Dir {
     PodEgress,
@@ -90,11 +92,14 @@ pub fn finish(dir: Dir, (server, child): (IperfServer, Child)) -> Bulk {
     {
         let sum = &i["sum"];
         let start = sum["start"].as_f64().expect("interval start");
-        intervals.push((
-            start,
-            sum["bits_per_second"].as_f64().expect("interval rate"),
-        ));
         bytes += sum["bytes"].as_f64().expect("interval bytes");
+        // iperf3 may end with a sliver of an interval: its rate says little
+        if sum["seconds"].as_f64().expect("interval seconds") >= MIN_INTERVAL_S {
+            intervals.push((
+                start,
+                sum["bits_per_second"].as_f64().expect("interval rate"),
+            ));
+        }
     }
     Bulk {
         goodput: report["end"]["sum_received"]["bits_per_second"]

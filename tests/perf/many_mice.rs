@@ -28,6 +28,9 @@ const MICE_PORT: u16 = 7090;
 const ELEPHANT_PORT: u16 = 5631;
 const REPLY_BYTES: usize = 16 * KB;
 const WARM_UP: Duration = Duration::from_secs(2);
+/// Sampling and thread wake-up jitter allowed when matching windows to the
+/// mice phase.
+const SLACK_S: f64 = 0.1;
 
 pub fn run(rig: &Rig, mode: &Mode, res: &mut Results) {
     for &limiter in &mode.limiters {
@@ -45,7 +48,9 @@ pub fn run(rig: &Rig, mode: &Mode, res: &mut Results) {
             };
             let sampler = Sampler::start(veth);
             let elephant = bulk::start(&p, dir, ELEPHANT_PORT + i as u16, secs, 0);
-            thread::sleep(WARM_UP);
+            // the mice start on a sample, so that the first 1 s window of
+            // the mice phase (where the fast pass shows most) is a full one
+            sampler.sleep_until(WARM_UP);
             let mice_start = sampler.elapsed();
             let mice =
                 concurrent_clients(cli_ns, addr, mode.many_mice, mode.many_phase, REPLY_BYTES);
@@ -57,7 +62,7 @@ pub fn run(rig: &Rig, mode: &Mode, res: &mut Results) {
             let windows = windows(&samples, p.wire_factor());
             let inside: Vec<f64> = windows
                 .iter()
-                .filter(|(t, _)| *t >= mice_start && t + 1.0 <= mice_end)
+                .filter(|(t, _)| *t + SLACK_S >= mice_start && t + 1.0 <= mice_end + SLACK_S)
                 .map(|(_, bps)| bps / cap)
                 .collect();
             assert!(!inside.is_empty(), "no full 1 s window while the mice ran");
@@ -117,6 +122,10 @@ impl Sampler {
             samples
         });
         Sampler { t0, stop, thread }
+    }
+
+    fn sleep_until(&self, since_start: Duration) {
+        thread::sleep((self.t0 + since_start).saturating_duration_since(Instant::now()));
     }
 
     fn elapsed(&self) -> f64 {
