@@ -36,7 +36,21 @@ pub struct Doc<'a> {
 impl Doc<'_> {
     pub fn render(&self) -> String {
         let m = self.mode;
-        let commit = first_line(Command::new("git").args(["describe", "--always", "--dirty"]));
+        let commit = first_line(Command::new("git").args(["rev-parse", "--short", "HEAD"]));
+        // the doc and plots this run writes do not make the code dirty
+        let changed = first_line(Command::new("git").args([
+            "status",
+            "--porcelain",
+            "--untracked-files=no",
+            "--",
+            ".",
+            ":(exclude)docs",
+        ]));
+        let commit = if changed == "?" {
+            commit
+        } else {
+            format!("{commit}-dirty")
+        };
         let upstream = first_line(Command::new("dpkg-query").args([
             "-W",
             "-f",
