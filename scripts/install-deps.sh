@@ -4,7 +4,7 @@
 set -euo pipefail
 
 PACKAGES=(clang llvm libelf-dev libbpf-dev zlib1g-dev pkg-config make bpftool iperf3 iproute2 jq ethtool bc
-  containernetworking-plugins golang-go golang-github-appc-cni-dev clang-format)
+  containernetworking-plugins golang-go golang-github-appc-cni-dev clang-format gnuplot-nox)
 
 missing=()
 for p in "${PACKAGES[@]}"; do

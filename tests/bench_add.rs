@@ -9,57 +9,14 @@
 //! a shared 2-core VM would make assertions flaky).
 mod common;
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use common::plugin::timed_limiter_call as invoke;
 use common::pod::TestNet;
 use serde_json::{json, Value};
 
 const PODS: usize = 30;
-
-fn invoke(
-    plugin: &Path,
-    verb: &str,
-    id: &str,
-    netns: &Path,
-    pin_root: &Path,
-    stdin: &Value,
-) -> Duration {
-    let start = Instant::now();
-    let mut child = Command::new(plugin)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("CNI_COMMAND", verb)
-        .env("CNI_CONTAINERID", id)
-        .env("CNI_NETNS", netns)
-        .env("CNI_IFNAME", "eth0")
-        .env("CNI_PATH", "/usr/lib/cni")
-        .env("NATRA_PIN_ROOT", pin_root)
-        .env("NATRA_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    let took = start.elapsed();
-    assert!(
-        out.status.success(),
-        "{} {verb} failed: {}{}",
-        plugin.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    took
-}
 
 fn percentile(sorted: &[Duration], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;

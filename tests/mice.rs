@@ -16,24 +16,20 @@
 //! seconds without mice) is printed beside them. The figures are printed (--nocapture) and written to
 //! CARGO_TARGET_TMPDIR/mice-table.txt.
 //!
-//! The mice client and server are std::net in threads that enter the Pods'
-//! netns with setns (which moves only the calling thread).
+//! The mice client and server are tests/common/mice.rs.
 mod common;
 
-use std::fs::File;
-use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::process::{Child, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use common::iperf::client_command;
 use common::kernel;
+use common::mice::{paced_client, MiceServer};
 use common::pod::{bandwidth, pod_ip, run, Pod, TestNet};
-use nix::sched::{setns, CloneFlags};
+use common::stats::percentile_ms;
 use serde_json::Value;
 
 const CAP_BITS: u64 = 20_000_000;
@@ -49,99 +45,6 @@ const P99_FACTOR: f64 = 1.5;
 const TOLERANCE: f64 = 0.10;
 const MICE_PORT: u16 = 7070;
 const IPERF_PORT: u16 = 5411;
-
-/// Runs `f` on a new thread inside the netns at `netns`.
-fn spawn_in_netns<T: Send + 'static>(
-    netns: &Path,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> JoinHandle<T> {
-    let ns = File::open(netns).unwrap_or_else(|e| panic!("open {}: {e}", netns.display()));
-    thread::spawn(move || {
-        setns(&ns, CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-}
-
-/// The mice server: for every connection, read the 1-byte request, send
-/// REPLY_BYTES, close. Stops when `stop` is set (checked between accepts).
-fn mice_server(netns: &Path, ip: String, stop: Arc<AtomicBool>) -> JoinHandle<()> {
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
-    let h = spawn_in_netns(netns, move || {
-        let l = TcpListener::bind((ip.as_str(), MICE_PORT)).expect("bind the mice server");
-        l.set_nonblocking(true).unwrap();
-        ready_tx.send(()).unwrap();
-        let reply = vec![0x5au8; REPLY_BYTES];
-        while !stop.load(Ordering::Relaxed) {
-            match l.accept() {
-                Ok((mut s, _)) => {
-                    let reply = reply.clone();
-                    thread::spawn(move || {
-                        s.set_nonblocking(false).unwrap();
-                        s.set_nodelay(true).unwrap();
-                        let mut req = [0u8; 1];
-                        if s.read_exact(&mut req).is_ok() {
-                            let _ = s.write_all(&reply);
-                        }
-                        let _ = s.shutdown(Shutdown::Write);
-                        let _ = s.read(&mut req);
-                    });
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    thread::sleep(Duration::from_millis(1))
-                }
-                Err(e) => panic!("mice server accept: {e}"),
-            }
-        }
-    });
-    ready_rx
-        .recv_timeout(Duration::from_secs(5))
-        .expect("mice server did not start");
-    h
-}
-
-/// The mice client: one fresh connection every MOUSE_INTERVAL for
-/// MICE_PHASE; returns each mouse's completion time.
-fn mice_client(netns: &Path, server: SocketAddr) -> JoinHandle<Vec<Duration>> {
-    spawn_in_netns(netns, move || {
-        let start = Instant::now();
-        let mut times = Vec::new();
-        let mut next = start;
-        while next < start + MICE_PHASE {
-            let now = Instant::now();
-            if now < next {
-                thread::sleep(next - now);
-            }
-            let t0 = Instant::now();
-            let mut s =
-                TcpStream::connect_timeout(&server, Duration::from_secs(5)).expect("mouse connect");
-            s.set_nodelay(true).unwrap();
-            s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-            s.write_all(b"?").expect("mouse request");
-            let mut buf = vec![0u8; REPLY_BYTES];
-            s.read_exact(&mut buf).expect("mouse reply");
-            times.push(t0.elapsed());
-            drop(s);
-            next += MOUSE_INTERVAL;
-        }
-        times
-    })
-}
-
-fn p99(times: &[Duration]) -> Duration {
-    let mut t = times.to_vec();
-    t.sort();
-    t[((t.len() as f64 * 0.99).ceil() as usize).min(t.len()) - 1]
-}
-
-fn p50(times: &[Duration]) -> Duration {
-    let mut t = times.to_vec();
-    t.sort();
-    t[t.len() / 2]
-}
-
-fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
-}
 
 /// passed_mouse_bytes and passed_heavy_bytes of one direction (key) of the
 /// client Pod, summed over CPUs.
@@ -249,13 +152,24 @@ fn measure(
         (server, server_ip, client)
     };
     let key = usize::from(egress); // natra's key: 0 = pod ingress
-    let stop = Arc::new(AtomicBool::new(false));
-    let srv = mice_server(&srv_pod.netns_path, srv_ip.to_owned(), stop.clone());
+    let srv = MiceServer::start(&srv_pod.netns_path, srv_ip, MICE_PORT);
     let addr: SocketAddr = format!("{srv_ip}:{MICE_PORT}").parse().unwrap();
-
-    let unloaded = mice_client(&cli_pod.netns_path, addr)
+    let mice = || {
+        paced_client(
+            &cli_pod.netns_path,
+            addr,
+            MOUSE_INTERVAL,
+            MICE_PHASE,
+            vec![REPLY_BYTES],
+        )
         .join()
-        .expect("mice client");
+        .expect("mice client")
+        .iter()
+        .map(|m| m.took)
+        .collect::<Vec<_>>()
+    };
+
+    let unloaded = mice();
     thread::sleep(Duration::from_millis(600)); // the bucket refills
 
     let _iperf = iperf_server(server, port);
@@ -264,14 +178,11 @@ fn measure(
     thread::sleep(Duration::from_millis(1500));
     let c0 = class_bytes(client, key);
     let t0 = Instant::now();
-    let loaded = mice_client(&cli_pod.netns_path, addr)
-        .join()
-        .expect("mice client");
+    let loaded = mice();
     let c1 = class_bytes(client, key);
     let secs = t0.elapsed().as_secs_f64();
     let elephant_bits = elephant_rate(ele);
-    stop.store(true, Ordering::Relaxed);
-    srv.join().expect("mice server");
+    drop(srv);
     Figures {
         direction,
         unloaded,
@@ -328,18 +239,21 @@ fn mice_are_not_slowed_by_an_elephant_and_share_the_cap_honestly() {
     );
     let mut failures = Vec::new();
     for f in &all {
-        let (pu, pl) = (p99(&f.unloaded), p99(&f.loaded));
-        let factor = ms(pl) / ms(pu);
+        let (pu, pl) = (
+            percentile_ms(&f.unloaded, 0.99),
+            percentile_ms(&f.loaded, 0.99),
+        );
+        let factor = pl / pu;
         let expected = cap - f.mice_bits;
         let ratio = f.heavy_bits / expected;
         table += &format!(
             "{:<12} {:>6} {:>9.2}ms {:>9.2}ms {:>7.2}ms {:>7.2}ms {:>8.2} {:>9.2} {:>9.2} {:>9.2} {:>7.3} {:>11.2}\n",
             f.direction,
             f.loaded.len(),
-            ms(p50(&f.unloaded)),
-            ms(pu),
-            ms(p50(&f.loaded)),
-            ms(pl),
+            percentile_ms(&f.unloaded, 0.5),
+            pu,
+            percentile_ms(&f.loaded, 0.5),
+            pl,
             factor,
             f.mice_bits / 1e6,
             f.heavy_bits / 1e6,
@@ -350,9 +264,7 @@ fn mice_are_not_slowed_by_an_elephant_and_share_the_cap_honestly() {
         if factor > P99_FACTOR {
             failures.push(format!(
                 "{}: mice p99 {:.2} ms under load is {factor:.2}x the unloaded {:.2} ms (> {P99_FACTOR}x)",
-                f.direction,
-                ms(pl),
-                ms(pu)
+                f.direction, pl, pu
             ));
         }
         if (ratio - 1.0).abs() > TOLERANCE {

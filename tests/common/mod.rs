@@ -24,8 +24,11 @@ pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
+pub mod bpf_cost;
 pub mod iperf;
 pub mod kernel;
+pub mod mice;
 pub mod plugin;
 pub mod pod;
 pub mod quiet;
+pub mod stats;

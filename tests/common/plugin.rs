@@ -3,6 +3,7 @@
 use std::io::Write;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -67,4 +68,49 @@ pub fn single_json(out: &Output) -> Value {
         String::from_utf8_lossy(&out.stderr)
     );
     first
+}
+
+/// One CNI call of a limiter plugin (natra or upstream `bandwidth`) with the
+/// environment libcni would give it; panics if it fails; returns how long
+/// it took, process start to exit.
+pub fn timed_limiter_call(
+    plugin: &Path,
+    verb: &str,
+    id: &str,
+    netns: &Path,
+    pin_root: &Path,
+    stdin: &Value,
+) -> Duration {
+    let start = Instant::now();
+    let mut child = Command::new(plugin)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("CNI_COMMAND", verb)
+        .env("CNI_CONTAINERID", id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", "eth0")
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env("NATRA_PIN_ROOT", pin_root)
+        .env("NATRA_LOG", "warn")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let took = start.elapsed();
+    assert!(
+        out.status.success(),
+        "{} {verb} failed: {}{}",
+        plugin.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    took
 }
