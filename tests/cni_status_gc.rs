@@ -4,7 +4,7 @@
 //! gives them; pods themselves are still made through libcni.
 mod common;
 
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use common::kernel;
 use common::plugin::{natra_raw, single_json};
@@ -34,24 +34,12 @@ fn natra_without_bpffs(env: &[(&str, &std::ffi::OsStr)], stdin: &str) -> std::pr
     let script =
         "while grep -q ' /sys/fs/bpf bpf ' /proc/self/mounts; do umount /sys/fs/bpf; done; \
                   exec \"$0\"";
-    let mut child = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", script])
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", script])
         .arg(common::natra_bin())
         .env("NATRA_PIN_ROOT", "/sys/fs/bpf/natra")
-        .envs(env.iter().copied())
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.as_bytes())
-        .unwrap();
-    child.wait_with_output().unwrap()
+        .envs(env.iter().copied());
+    common::plugin::output_with_stdin(&mut cmd, stdin)
 }
 
 #[test]

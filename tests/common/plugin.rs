@@ -12,19 +12,25 @@ use super::natra_bin;
 /// Runs natra with only `env` (plus PATH and NATRA_PIN_ROOT) and `stdin`.
 pub fn natra_raw(env: &[(&str, &str)], pin_root: &Path, stdin: &str) -> Output {
     let _shared = super::quiet::cni_call();
-    let mut child = Command::new(natra_bin())
-        .env_clear()
+    let mut cmd = Command::new(natra_bin());
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("NATRA_PIN_ROOT", pin_root)
-        .envs(env.iter().copied())
+        .envs(env.iter().copied());
+    output_with_stdin(&mut cmd, stdin)
+}
+
+/// Runs `cmd` with `stdin` written to it and its stdout/stderr captured.
+pub fn output_with_stdin(cmd: &mut Command, stdin: &str) -> Output {
+    let mut child = cmd
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("cannot start natra");
-    // natra may exit before reading everything (EPIPE is then fine).
+        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
+    // a plugin may exit before reading everything (EPIPE is then fine)
     let _ = child.stdin.take().unwrap().write_all(stdin.as_bytes());
-    child.wait_with_output().expect("cannot wait for natra")
+    child.wait_with_output().expect("cannot wait for the child")
 }
 
 /// A CNI call of natra for `container_id` on eth0.
@@ -82,8 +88,8 @@ pub fn timed_limiter_call(
     stdin: &Value,
 ) -> Duration {
     let start = Instant::now();
-    let mut child = Command::new(plugin)
-        .env_clear()
+    let mut cmd = Command::new(plugin);
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("CNI_COMMAND", verb)
         .env("CNI_CONTAINERID", id)
@@ -91,19 +97,8 @@ pub fn timed_limiter_call(
         .env("CNI_IFNAME", "eth0")
         .env("CNI_PATH", "/usr/lib/cni")
         .env("NATRA_PIN_ROOT", pin_root)
-        .env("NATRA_LOG", "warn")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(stdin.to_string().as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+        .env("NATRA_LOG", "warn");
+    let out = output_with_stdin(&mut cmd, &stdin.to_string());
     let took = start.elapsed();
     assert!(
         out.status.success(),
