@@ -35,7 +35,15 @@ pub fn run(rig: &Rig, mode: &Mode, res: &mut Results) {
     cases.push((Limiter::Unlimited, *mode.rate_caps.last().unwrap()));
     for (limiter, cap) in cases {
         let p = pair(rig, limiter, cap, "r");
-        for dir in Dir::BOTH {
+        let repeats = if limiter == Limiter::Unlimited {
+            1
+        } else {
+            mode.rate_repeats
+        };
+        for dir in Dir::BOTH
+            .into_iter()
+            .flat_map(|d| std::iter::repeat_n(d, repeats))
+        {
             let _exclusive = common::quiet::measuring();
             let cpu0 = softirq::total();
             let b = run_bulk(&p, dir, PORT, mode.rate_secs, OMIT_S);
