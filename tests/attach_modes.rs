@@ -14,7 +14,7 @@ mod common;
 use std::path::Path;
 use std::process::Command;
 
-use common::iperf::{client_command, IperfServer};
+use common::iperf::{self, client_command, IperfServer};
 use common::kernel::{self, TcxHook};
 use common::plugin::natra_cni;
 use common::pod::{bandwidth, host_veth, pod_ip, run, run_ok, Pod, TestNet};
@@ -183,20 +183,7 @@ fn measure(client: &Pod, server: &Pod, server_ip: &str, port: u16, way: Way) -> 
     if way == Way::Ingress {
         cmd.arg("-R");
     }
-    let out = run(&mut cmd);
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let report: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "iperf3: no JSON report ({e}): {stdout}\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    if let Some(err) = report.get("error") {
-        panic!("iperf3 failed: {err}");
-    }
-    report["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .expect("end.sum_received.bits_per_second")
+    iperf::received_bps(&iperf::report(&run(&mut cmd)))
 }
 
 /// Where one mode puts the programs.

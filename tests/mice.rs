@@ -25,12 +25,11 @@ use std::process::{Child, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use common::iperf::client_command;
+use common::iperf::{self, client_command};
 use common::kernel;
 use common::mice::{paced_client, MiceServer};
 use common::pod::{bandwidth, pod_ip, run, Pod, TestNet};
 use common::stats::percentile_ms;
-use serde_json::Value;
 
 const CAP_BITS: u64 = 20_000_000;
 const REPLY_BYTES: usize = 16 * 1024;
@@ -110,19 +109,7 @@ fn elephant(client: &Pod, server_ip: &str, port: u16, reverse: bool) -> Child {
 /// The elephant's receiver-side rate over its measured (non-omitted) time.
 fn elephant_rate(child: Child) -> f64 {
     let out = child.wait_with_output().expect("wait for iperf3");
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "iperf3: no JSON report ({e}):\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    if let Some(err) = report.get("error") {
-        panic!("iperf3 failed: {err}");
-    }
-    report["end"]["sum_received"]["bits_per_second"]
-        .as_f64()
-        .expect("end.sum_received.bits_per_second")
+    iperf::received_bps(&iperf::report(&out))
 }
 
 struct Figures {

@@ -1,8 +1,10 @@
 //! iperf3 in test Pods: a one-off server that is reaped on drop, and the
 //! client command the traffic tests share.
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use super::pod::{run, Pod};
 
@@ -83,4 +85,28 @@ pub fn client_command(
         .args(["-c", server_ip, "-p", &port.to_string()])
         .args(["-t", &secs.to_string(), "-O", &omit_s.to_string()]);
     cmd
+}
+
+/// The `-J` report of a finished iperf3 client; panics with its output when
+/// there is none or iperf3 reports an error.
+pub fn report(out: &Output) -> Value {
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "iperf3: no JSON report ({e}, {}):\n{}\n{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    if let Some(err) = report.get("error") {
+        panic!("iperf3 failed: {err}");
+    }
+    report
+}
+
+/// The receiver's rate over the measured (non-omitted) time, bits/s.
+pub fn received_bps(report: &Value) -> f64 {
+    report["end"]["sum_received"]["bits_per_second"]
+        .as_f64()
+        .expect("end.sum_received.bits_per_second")
 }

@@ -2,8 +2,6 @@
 //! 1 s intervals: the shape of the rate over time, not just its mean.
 use std::process::{Child, Stdio};
 
-use serde_json::Value;
-
 use crate::common::iperf::{client_command, IperfServer};
 use crate::setup::Pair;
 
@@ -69,17 +67,7 @@ pub fn start(pair: &Pair, dir: Dir, port: u16, secs: u32, omit: u32) -> (IperfSe
 pub fn finish(dir: Dir, (server, child): (IperfServer, Child)) -> Bulk {
     let out = child.wait_with_output().expect("wait for iperf3");
     server.finish();
-    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-        panic!(
-            "iperf3: no JSON report ({e}, {}):\n{}\n{}",
-            out.status,
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    if let Some(err) = report.get("error") {
-        panic!("iperf3 failed: {err}");
-    }
+    let report = crate::common::iperf::report(&out);
     let receiver = match dir {
         Dir::PodEgress => &report["server_output_json"],
         Dir::PodIngress => &report,
@@ -102,9 +90,7 @@ pub fn finish(dir: Dir, (server, child): (IperfServer, Child)) -> Bulk {
         }
     }
     Bulk {
-        goodput: report["end"]["sum_received"]["bits_per_second"]
-            .as_f64()
-            .expect("end.sum_received.bits_per_second"),
+        goodput: crate::common::iperf::received_bps(&report),
         intervals,
         bytes,
     }
