@@ -58,15 +58,15 @@ awk '{ k = $2; sub("kernel=", "", k); n = $3; sub("name=", "", n)
        for (i = 5; i <= NF; i++) { split($i, kv, "="); v[k, n, kv[1]] = kv[2] } }
      function r(x) { return x == "" || cap == "" ? "-" : sprintf("%.3f", x / cap) }
      END {
-       printf "%-6s %-15s %-16s %-7s %-7s %-7s %-8s %-5s %-17s %-7s %s\n", "kernel", "auto, EDT", "auto, no EDT",
-         "EDT", "egr/cap", "no-EDT", "retrans", "drops", "mice p99 ms u/l", "ing/cap", "checks"
+       printf "%-6s %-15s %-16s %-7s %-7s %-7s %-8s %-9s %-17s %-7s %s\n", "kernel", "auto, EDT", "auto, no EDT",
+         "EDT", "egr/cap", "no-EDT", "retrans", "drops e/o", "mice p99 ms u/l", "ing/cap", "checks"
        for (j = 1; j <= nk; j++) { k = order[j]; cap = v[k, "egress_edt_rate", "cap"]
-         printf "%-6s %-15s %-16s %-7s %-7s %-7s %-8s %-5s %-17s %-7s %d pass, %d fail\n", k,
+         printf "%-6s %-15s %-16s %-7s %-7s %-7s %-8s %-9s %-17s %-7s %d pass, %d fail\n", k,
            v[k, "attach_auto_edt", "mode"], v[k, "attach_auto_noedt", "mode"],
            (v[k, "edt_auto_on", "edt"] == 1 ? "on" : "OFF") "/" (v[k, "edt_off", "edt"] == 0 ? "off" : "ON"),
            r(v[k, "egress_edt_rate", "wire"]), r(v[k, "egress_noedt_rate", "wire"]),
            v[k, "retrans_edt_lt_noedt", "edt"] "/" v[k, "retrans_edt_lt_noedt", "off"],
-           v[k, "egress_edt_drops", "drops"],
+           v[k, "egress_edt_drops", "edt"] "/" v[k, "egress_edt_drops", "off"],
            v[k, "mice_p99_edt", "unloaded"] "/" v[k, "mice_p99_edt", "loaded"],
            r(v[k, "ingress_rate", "wire"]), pass[k], fail[k] } }' "$OUT/results.txt"
 if grep -q 'result=fail' "$OUT/results.txt"; then status=1; fi
