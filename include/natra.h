@@ -65,7 +65,7 @@ struct natra_bucket_state {
 	struct bpf_spin_lock lock;
 	__u32 epoch;	       /* sketch epoch number (24 bits used) */
 	__s64 level;	       /* byte-ns available: -edt_debt x 1e9 .. burst x 1e9 */
-	__u64 last_ns;	       /* bpf_ktime_get_ns() of the last refill */
+	__u64 last_ns;	       /* bpf_ktime_get_coarse_ns() of the last refill */
 	__u64 epoch_start_ns;  /* when `epoch` began; > now: the epoch never advances */
 	__u64 heavy_seen;      /* bitmap of heavy flows' hashes seen this epoch */
 	__u64 heavy_seen_prev; /* the same for the previous epoch */

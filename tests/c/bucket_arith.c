@@ -1263,6 +1263,12 @@ static void test_false_heavy(void)
 /* ------------------------------------------------------------------------- */
 /* the honest aggregate                                                       */
 
+/* The program's clock with ticks of `jiffy` ns (0: exact). */
+static __u64 coarse(__u64 now, __u64 jiffy)
+{
+	return jiffy ? now - now % jiffy : now;
+}
+
 enum elephant_kind { ELE_NOT_ECT, ELE_ECT, ELE_EDT };
 static const char *const elephant_name[] = {"not-ECT", "ECT", "EDT"};
 
@@ -1273,8 +1279,13 @@ static const char *const elephant_name[] = {"not-ECT", "ECT", "EDT"};
  * dropped or delayed while the mice stay within the cap; everything that
  * passes, mice and elephant, stays within rate x t + burst (+ debt with
  * EDT); and the elephant gets the rest of the cap.
+ *
+ * With `jiffy` > 0 the program reads a coarse clock, as bpf_ktime_get_coarse_ns()
+ * does (real time rounded down to the last tick), while the bound is judged
+ * in real time, widened by rate x 1 jiffy (docs/dataplane.md, "Clock").
  */
-static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double mice_share)
+static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double mice_share,
+			       __u64 jiffy)
 {
 	struct natra_config c =
 	    kind == ELE_EDT ? config_edt(rate_bits, 0) : config_for(rate_bits, 0);
@@ -1305,7 +1316,7 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 			k.saddr[0] += (__u32)(mouse_n / 50000);
 			if (!mouse_left)
 				len = mouse_left = reply, len = mtu;
-			d = sim_packet(&s, &k, now, len, 0);
+			d = sim_packet(&s, &k, coarse(now, jiffy), len, 0);
 			mice_offered += len;
 			mouse_left -= len;
 			if (d.verdict == NATRA_VERDICT_DROP)
@@ -1322,7 +1333,7 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 				t_mouse += mice_gap / 2 + rng() % mice_gap;
 			}
 		} else {
-			d = sim_packet(&s, &ele, now, mtu, kind == ELE_ECT);
+			d = sim_packet(&s, &ele, coarse(now, jiffy), mtu, kind == ELE_ECT);
 			if (d.verdict == NATRA_VERDICT_DROP) {
 				ele_dropped += mtu;
 			} else {
@@ -1335,7 +1346,7 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 			t_ele += ele_gap;
 		}
 		{
-			s128 bound = (s128)rate * (now - t0) + full_of(&c) - floor_of(&c);
+			s128 bound = (s128)rate * (now - t0 + jiffy) + full_of(&c) - floor_of(&c);
 			s128 over = (s128)(ele_passed + mice_passed) * NATRA_NSEC_PER_SEC - bound;
 
 			worst = over > worst ? over : worst;
@@ -1346,11 +1357,12 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 		double total = (double)(ele_passed + mice_passed);
 
 		CHECK(mice_dropped == 0 && mice_delayed == 0,
-		      "rate %llu %s: mice dropped %llu B, delayed/heavy %llu B", rate,
-		      elephant_name[kind], mice_dropped, mice_delayed);
+		      "rate %llu %s jiffy %llu: mice dropped %llu B, delayed/heavy %llu B", rate,
+		      elephant_name[kind], jiffy, mice_dropped, mice_delayed);
 		CHECK(worst <= 0,
-		      "rate %llu %s: passed exceeded rate x t + burst + debt by %s byte-ns", rate,
-		      elephant_name[kind], s128_str(worst, b1));
+		      "rate %llu %s jiffy %llu: passed exceeded rate x (t + jiffy) + burst + debt "
+		      "by %s byte-ns",
+		      rate, elephant_name[kind], jiffy, s128_str(worst, b1));
 		/* the elephant takes the rest: the cap is used, within what the
 		 * bucket holds back at the end (R + E + a packet) */
 		CHECK(total >= cap - (double)(c.mice_reserve_bytes + c.ecn_band_bytes + 2 * mtu),
@@ -1361,11 +1373,12 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 		if (kind == ELE_EDT)
 			CHECK(paced > 0 && max_delay <= c.edt_horizon_ns,
 			      "rate %llu EDT: %llu paced, max delay %llu", rate, paced, max_delay);
-		printf("  aggregate %-12llu B/s %-7s: mice %5llu (%.1f%% of cap, offered %.1f%%), "
+		printf("  aggregate %-12llu B/s %-7s jiffy %2llu ms: mice %5llu (%.1f%% of cap, "
+		       "offered %.1f%%), "
 		       "dropped/delayed 0: %s; elephant %.1f%% of cap; total %.4f of cap (%.4f of "
 		       "cap+burst%s)%s\n",
-		       rate, elephant_name[kind], mouse_n, 100.0 * (double)mice_passed / cap,
-		       100.0 * (double)mice_offered / cap,
+		       rate, elephant_name[kind], jiffy / 1000000, mouse_n,
+		       100.0 * (double)mice_passed / cap, 100.0 * (double)mice_offered / cap,
 		       mice_dropped == 0 && mice_delayed == 0 ? "yes" : "NO",
 		       100.0 * (double)ele_passed / cap, total / cap,
 		       total / (cap + (double)c.burst_bytes + (double)c.edt_debt_bytes),
@@ -1411,9 +1424,13 @@ static void test_honest_aggregate(void)
 	static const __u64 rates_bits[] = {20000000ULL, 100000000ULL, 1000000000ULL};
 
 	for (unsigned r = 0; r < ARRAY_LEN(rates_bits); r++) {
-		for (int k = ELE_NOT_ECT; k <= ELE_EDT; k++)
-			simulate_aggregate(rates_bits[r], (enum elephant_kind)k, 0.3);
-		simulate_aggregate(rates_bits[r], ELE_NOT_ECT, 0.8);
+		/* exact clock, and coarse ones of CONFIG_HZ=250 and 100 */
+		for (__u64 jiffy = 0; jiffy <= 10000000; jiffy += jiffy ? 6000000 : 4000000) {
+			for (int k = ELE_NOT_ECT; k <= ELE_EDT; k++)
+				simulate_aggregate(rates_bits[r], (enum elephant_kind)k, 0.3,
+						   jiffy);
+			simulate_aggregate(rates_bits[r], ELE_NOT_ECT, 0.8, jiffy);
+		}
 		simulate_mice_overload(rates_bits[r]);
 	}
 }
