@@ -59,10 +59,10 @@ struct natra_config {
 	__u32 sketch_base;	       /* index of this direction's first cell */
 };
 
-/* Token bucket and sketch clock of one direction. The lock makes refill,
- * charge and the sketch's conservative update one atomic step across CPUs. */
+/* Token bucket and sketch clock of one direction. No lock: CPUs update it
+ * with atomics (compare-and-swap of last_ns, level and epoch_start_ns;
+ * docs/dataplane.md, Concurrency). */
 struct natra_bucket_state {
-	struct bpf_spin_lock lock;
 	__u32 epoch;	       /* sketch epoch number (24 bits used) */
 	__s64 level;	       /* byte-ns available: -edt_debt x 1e9 .. burst x 1e9 */
 	__u64 last_ns;	       /* bpf_ktime_get_coarse_ns() of the last refill */

@@ -264,10 +264,10 @@ fn configure(skel: &NatraSkel<'_>, dir: Direction, rate_bits: u64) -> BucketPara
 /// compared with the wrong epoch).
 const FROZEN_EPOCH: u32 = 100;
 
-/// Writes the direction's bucket state; the lock word is left 0.
+/// Writes the direction's bucket state; padding is left 0.
 fn set_state(skel: &NatraSkel<'_>, dir: Direction, st: &natra_bucket_state) {
-    // Field by field into the map's value layout (lock, epoch, level,
-    // last_ns, epoch_start_ns, heavy_seen, heavy_seen_prev).
+    // Field by field into the map's value layout (epoch, level, last_ns,
+    // epoch_start_ns, heavy_seen, heavy_seen_prev).
     let mut value = vec![0u8; size_of::<natra_bucket_state>()];
     let mut put = |off: usize, bytes: &[u8]| value[off..off + bytes.len()].copy_from_slice(bytes);
     put(

@@ -14,9 +14,9 @@
  * on stdout; exits non-zero when M > 0.
  */
 #include <linux/types.h>
-#include <linux/bpf.h> /* struct bpf_spin_lock, used by natra.h */
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +25,20 @@
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #endif
+
+/* "Another CPU" charging right before the level's CAS (bucket.h): each of
+ * the next `interfere_n` CASes finds the level moved by `interfere_by`. */
+static __thread int interfere_n;
+static __thread __s64 interfere_by;
+static __thread unsigned long cas_tries;
+#define NATRA_BEFORE_LEVEL_CAS(b)                                                                  \
+	do {                                                                                       \
+		cas_tries++;                                                                       \
+		if (interfere_n > 0) {                                                             \
+			interfere_n--;                                                             \
+			__sync_fetch_and_add(&(b)->level, interfere_by);                           \
+		}                                                                                  \
+	} while (0)
 
 #include "natra.h"
 #include "lib/flow.h"
@@ -729,6 +743,172 @@ static void test_clock_backwards(void)
 	bucket_charge(&b, &c, t + 7, 0, NATRA_CLASS_MOUSE, 0, 0, &delay);
 	CHECK(b.level == (__s64)(7 * c.rate_bytes_per_sec) && b.last_ns == t + 7,
 	      "level %lld last %llu", (long long)b.level, b.last_ns);
+}
+
+/* Races, one thread: another CPU's charge lands right before the level's
+ * CAS. Lost once: the charge is decided again on the new level, with the
+ * same refill (the time slice is taken once). Lost every time: dropped,
+ * uncharged, the refill added. Another CPU took the time slice first: no
+ * refill now, and the slice is left for the next packet. */
+static void test_races(void)
+{
+	struct natra_config c = config_for(100000000ULL, 0); /* 12.5 MB/s */
+	const __u64 t = 1000000000000ULL, el = 1000;	     /* 1 us: 12.5 B */
+	const __s64 other = -bns(100), cost = bns(1500);
+	__s64 lvl = full_of(&c) / 2, refill = (__s64)(el * c.rate_bytes_per_sec);
+	struct natra_bucket_state b;
+	enum natra_verdict v;
+	__u64 delay;
+
+	memset(&b, 0, sizeof(b));
+	b.level = lvl;
+	b.last_ns = t;
+	interfere_n = 1;
+	interfere_by = other;
+	cas_tries = 0;
+	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_PASS && cas_tries == 2 && b.last_ns == t + el &&
+		  b.level == lvl + other + refill - cost,
+	      "lost once: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
+	      (long long)b.level, (long long)(lvl + other + refill - cost));
+
+	/* a decision that flips on the retry: the other CPU took the last of
+	 * the heavy layer */
+	memset(&b, 0, sizeof(b));
+	b.level =
+	    (__s64)(c.mice_reserve_bytes + c.ecn_band_bytes) * (__s64)NATRA_NSEC_PER_SEC + cost;
+	b.last_ns = UINT64_MAX;
+	lvl = b.level;
+	interfere_n = 1;
+	interfere_by = -1;
+	cas_tries = 0;
+	v = bucket_charge(&b, &c, t, 1500, NATRA_CLASS_HEAVY, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_DROP && cas_tries == 1 && b.level == lvl - 1,
+	      "flipped: verdict %d after %lu CAS, level %lld", v, cas_tries, (long long)b.level);
+
+	memset(&b, 0, sizeof(b));
+	lvl = full_of(&c) / 2;
+	b.level = lvl;
+	b.last_ns = t;
+	interfere_n = NATRA_BUCKET_CAS_TRIES;
+	interfere_by = other;
+	cas_tries = 0;
+	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_DROP && delay == 0 && cas_tries == NATRA_BUCKET_CAS_TRIES &&
+		  b.last_ns == t + el && b.level == lvl + NATRA_BUCKET_CAS_TRIES * other + refill,
+	      "gave up: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
+	      (long long)b.level, (long long)(lvl + NATRA_BUCKET_CAS_TRIES * other + refill));
+
+	/* the slice was taken: last_ns moved on under us, no refill now */
+	memset(&b, 0, sizeof(b));
+	b.level = lvl;
+	b.last_ns = t + el / 2;
+	v = bucket_charge(&b, &c, t + el / 4, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_PASS && b.level == lvl - cost && b.last_ns == t + el / 2,
+	      "behind: level %lld last %llu", (long long)b.level, b.last_ns);
+	v = bucket_charge(&b, &c, t + el, 0, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	CHECK(b.level == lvl - cost + refill / 2 && b.last_ns == t + el,
+	      "the rest of the slice: level %lld want %lld", (long long)b.level,
+	      (long long)(lvl - cost + refill / 2));
+
+	/* a refund above full is clamped by the next read, refill or not */
+	memset(&b, 0, sizeof(b));
+	b.level = full_of(&c);
+	b.last_ns = UINT64_MAX;
+	bucket_refund(&b, 1500);
+	CHECK(b.level == full_of(&c) + cost, "refund: level %lld", (long long)b.level);
+	v = bucket_charge(&b, &c, t, 1500, NATRA_CLASS_HEAVY, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_PASS && b.level == full_of(&c) - cost,
+	      "after a refund above full: level %lld", (long long)b.level);
+	b.level = full_of(&c) + cost;
+	b.last_ns = t;
+	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_HEAVY, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_PASS && b.level == full_of(&c) - cost,
+	      "after a refund above full, refilled: level %lld", (long long)b.level);
+}
+
+/* Threads charging one bucket at once, for real: every thread draws its
+ * clock from one shared counter (so CPUs see each other's times out of
+ * order) and offers twice the rate in all. Whatever interleaving the
+ * machine produces, what passes stays within rate x t + burst (+ D), the
+ * level stays within [floor, full], and the refills add up to exactly the
+ * elapsed time when nothing was clamped or given up. */
+struct hammer {
+	struct natra_bucket_state *b;
+	const struct natra_config *c;
+	__u64 *clock, step, packets, passed, tries;
+	int id;
+};
+
+static void *hammer_run(void *arg)
+{
+	struct hammer *h = arg;
+	__u64 delay;
+
+	cas_tries = 0;
+	for (__u64 i = 0; i < h->packets; i++) {
+		__u64 now = __sync_fetch_and_add(h->clock, h->step);
+		enum natra_class cls = (i + (__u64)h->id) % 3 == 0;
+		enum natra_verdict v = bucket_charge(h->b, h->c, now, 1500, cls, (int)(i & 1),
+						     (h->c->flags & NATRA_CFG_EDT) != 0, &delay);
+
+		if (v != NATRA_VERDICT_DROP)
+			h->passed += 1500;
+	}
+	h->tries = cas_tries;
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	enum { THREADS = 4 };
+
+	for (int edt = 0; edt <= 1; edt++) {
+		struct natra_config c =
+		    edt ? config_edt(1000000000ULL, 0) : config_for(1000000000ULL, 0);
+		const __u64 t0 = 7 * NATRA_NSEC_PER_SEC, packets = 300000;
+		/* THREADS x 1500 B per THREADS steps at twice the rate */
+		const __u64 step = 1500 * NATRA_NSEC_PER_SEC / (2 * c.rate_bytes_per_sec);
+		struct natra_bucket_state b;
+		struct hammer h[THREADS];
+		pthread_t th[THREADS];
+		__u64 clock = t0, passed = 0, tries = 0;
+		s128 bound;
+
+		memset(&b, 0, sizeof(b));
+		b.level = full_of(&c);
+		b.last_ns = t0;
+		for (int i = 0; i < THREADS; i++) {
+			h[i] = (struct hammer){.b = &b,
+					       .c = &c,
+					       .clock = &clock,
+					       .step = step,
+					       .packets = packets,
+					       .id = i};
+			if (pthread_create(&th[i], NULL, hammer_run, &h[i]))
+				abort();
+		}
+		for (int i = 0; i < THREADS; i++) {
+			pthread_join(th[i], NULL);
+			passed += h[i].passed;
+			tries += h[i].tries;
+		}
+		bound = (s128)c.rate_bytes_per_sec * (clock - t0) + full_of(&c) - floor_of(&c);
+		CHECK((s128)passed * NATRA_NSEC_PER_SEC <= bound,
+		      "threads, edt %d: %llu bytes passed beyond rate x t + burst (+ D)", edt,
+		      passed);
+		CHECK(passed * NATRA_NSEC_PER_SEC >= (__u64)(clock - t0) * c.rate_bytes_per_sec / 2,
+		      "threads, edt %d: only %llu bytes passed", edt, passed);
+		CHECK(b.level >= floor_of(&c) && b.level <= full_of(&c) + bns(1500) * THREADS,
+		      "threads, edt %d: level %lld", edt, (long long)b.level);
+		printf("  %d threads on one bucket (EDT %d): %.4f of rate x t + burst passed, "
+		       "%llu CAS for %llu packets\n",
+		       THREADS, edt,
+		       (double)passed * 1e9 /
+			   ((double)c.rate_bytes_per_sec * (double)(clock - t0) +
+			    (double)(full_of(&c) - floor_of(&c))),
+		       tries, THREADS * packets);
+	}
 }
 
 /* The layers, case by case, frozen (no refill): mice down to the floor, heavy
@@ -1464,6 +1644,8 @@ int main(int argc, char **argv)
 	test_refill_exact();
 	test_no_overflow();
 	test_clock_backwards();
+	test_races();
+	test_threads();
 	test_layers();
 	test_edt_units_and_horizon();
 	test_simulation();
