@@ -20,6 +20,7 @@
 #include "lib/policy.h"
 #include "lib/stats.h"
 #include "lib/maps.h"
+#include "lib/clock.h"
 
 /* Pass without ending the hook's chain: tcx/clsact programs after ours still run. */
 #define NATRA_TC_NEXT (-1)
@@ -73,12 +74,13 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	}
 
 	/* CLOCK_MONOTONIC_COARSE (the time of the last tick, one jiffy of
-	 * resolution): ~16 ns cheaper per packet than bpf_ktime_get_ns() here,
-	 * and exact for what the bucket needs, differences of readings (refills
-	 * sum to the elapsed time), in the same time base as the EDT stamp.
-	 * Costs: a departure up to one jiffy early, and bounds in real time
-	 * widen by rate x 1 jiffy (docs/dataplane.md, "Clock"). */
-	now = bpf_ktime_get_coarse_ns();
+	 * resolution), read once per jiffy (lib/clock.h): ~30 ns per packet
+	 * cheaper than bpf_ktime_get_ns() here, ~15 than reading it each time.
+	 * Exact for what the bucket needs, differences of readings (refills sum
+	 * to the elapsed time), in the time base of the EDT stamp. Costs: a
+	 * departure a jiffy early (two in a rare race), and bounds in real time
+	 * widen as much (docs/dataplane.md, "Clock"). */
+	now = clock_now(bucket);
 	/* 0 or 1 without branches (parse leaves ecn 0 unless parsed as IP): a
 	 * flag the verifier knows only as 0..1 keeps one state where a constant
 	 * would double the paths through everything after it. */

@@ -69,6 +69,8 @@ struct natra_bucket_state {
 	__u64 epoch_start_ns;  /* when `epoch` began; > now: the epoch never advances */
 	__u64 heavy_seen;      /* bitmap of heavy flows' hashes seen this epoch */
 	__u64 heavy_seen_prev; /* the same for the previous epoch */
+	__u64 clock_jiffies;   /* jiffy in which clock_ns was read (0: none yet) */
+	__u64 clock_ns;	       /* bpf_ktime_get_coarse_ns() read in that jiffy */
 };
 
 /* Per-CPU counters of one direction. Every packet the program handles lands

@@ -10,4 +10,8 @@
  * read by the compiler. */
 #define NATRA_READ_ONCE(x) (*(const volatile __typeof__(x) *)&(x))
 
+/* One write other CPUs read, kept in program order with the writes around
+ * it by the compiler (the CPU keeps it on x86; not on arm64). */
+#define NATRA_WRITE_ONCE(x, v) (*(volatile __typeof__(x) *)&(x) = (v))
+
 #endif /* NATRA_ATOMICS_H */
