@@ -7,7 +7,7 @@
  * flows only above the mice reserve, with ECN, EDT pacing (egress, when
  * enabled) or drop beyond it.
  */
-/* No CO-RE: the program reads only UAPI (the __sk_buff context, bpf_spin_lock)
+/* No CO-RE: the program reads only UAPI (the __sk_buff context)
  * and wire formats (IP headers), whose layouts never change. Without CO-RE
  * relocations libbpf does not parse the kernel's BTF (~5 MB) at every ADD. */
 #define BPF_NO_PRESERVE_ACCESS_INDEX
@@ -20,6 +20,7 @@
 #include "lib/policy.h"
 #include "lib/stats.h"
 #include "lib/maps.h"
+#include "lib/clock.h"
 
 /* Pass without ending the hook's chain: tcx/clsact programs after ours still run. */
 #define NATRA_TC_NEXT (-1)
@@ -50,9 +51,7 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	stats->malformed_packets += parsed >> 1;
 	stats->non_ip_packets += parsed & 1;
 
-	/* The flow's cells, looked up before the lock: no helper may be called
-	 * while a bpf_spin_lock is held (array lookups are inlined by the
-	 * verifier, but are still calls to it). Rows past the depth alias row 0,
+	/* The flow's cells. Rows past the depth alias row 0,
 	 * and so does a row missing from a sketch smaller than the config says
 	 * (never with natra's control plane): the estimate is then over fewer
 	 * rows, still never below the flow's count. Aliasing keeps one verifier
@@ -74,7 +73,14 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 		}
 	}
 
-	now = bpf_ktime_get_ns();
+	/* CLOCK_MONOTONIC_COARSE (the time of the last tick, one jiffy of
+	 * resolution), read once per jiffy (lib/clock.h): ~30 ns per packet
+	 * cheaper than bpf_ktime_get_ns() here, ~15 than reading it each time.
+	 * Exact for what the bucket needs, differences of readings (refills sum
+	 * to the elapsed time), in the time base of the EDT stamp. Costs: a
+	 * departure a jiffy early (two in a rare race), and bounds in real time
+	 * widen as much (docs/dataplane.md, "Clock"). */
+	now = clock_now(bucket);
 	/* 0 or 1 without branches (parse leaves ecn 0 unless parsed as IP): a
 	 * flag the verifier knows only as 0..1 keeps one state where a constant
 	 * would double the paths through everything after it. */
@@ -82,15 +88,15 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	edt = dir == NATRA_DIR_POD_EGRESS ? cfg->flags & NATRA_CFG_EDT : 0;
 
 	/*
-	 * Concurrency: one bpf_spin_lock per direction (in the bucket's map
-	 * value) covers the epoch, the sketch's read-min-raise and the bucket's
-	 * refill+charge. Atomics could not make the conservative update (a min
-	 * over d cells, then a max into each) or the layered charge atomic, and
-	 * the critical section is a few dozen instructions without helpers.
+	 * Concurrency: atomics, not a bpf_spin_lock. The lock pair cost ~48 ns
+	 * per packet here (it saves and restores interrupts, dear in a VM),
+	 * about what all the rest of the program costs. The bucket's refill and
+	 * charge are compare-and-swaps on its time and level words, exact (one
+	 * CPU: the same arithmetic as before; bucket.h); the sketch is updated
+	 * with plain stores, which two CPUs racing on one flow may under-count
+	 * by a packet (sketch.h); the epoch moves on by a CAS of its start.
 	 */
-	bpf_spin_lock(&bucket->lock);
 	policy_decide(bucket, cfg, cells, sketched, h, now, pkt.wire_bytes, ect, edt, &d);
-	bpf_spin_unlock(&bucket->lock);
 	verdict = d.verdict;
 
 	/* A clone whose header is shared cannot be marked: drop it instead,
@@ -99,9 +105,7 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	 * only looks a packet heavier.) */
 	if (verdict == NATRA_VERDICT_PASS_CE && !bpf_skb_ecn_set_ce(skb)) {
 		verdict = NATRA_VERDICT_DROP;
-		bpf_spin_lock(&bucket->lock);
-		bucket_refund(bucket, cfg, pkt.wire_bytes);
-		bpf_spin_unlock(&bucket->lock);
+		bucket_refund(bucket, pkt.wire_bytes);
 	}
 	/* EDT: a monotonic delivery time, which forwarding keeps and sch_fq
 	 * honours; never earlier than one the Pod's own stack already set. */

@@ -59,16 +59,18 @@ struct natra_config {
 	__u32 sketch_base;	       /* index of this direction's first cell */
 };
 
-/* Token bucket and sketch clock of one direction. The lock makes refill,
- * charge and the sketch's conservative update one atomic step across CPUs. */
+/* Token bucket and sketch clock of one direction. No lock: CPUs update it
+ * with atomics (compare-and-swap of last_ns, level and epoch_start_ns;
+ * docs/dataplane.md, Concurrency). */
 struct natra_bucket_state {
-	struct bpf_spin_lock lock;
 	__u32 epoch;	       /* sketch epoch number (24 bits used) */
 	__s64 level;	       /* byte-ns available: -edt_debt x 1e9 .. burst x 1e9 */
-	__u64 last_ns;	       /* bpf_ktime_get_ns() of the last refill */
+	__u64 last_ns;	       /* bpf_ktime_get_coarse_ns() of the last refill */
 	__u64 epoch_start_ns;  /* when `epoch` began; > now: the epoch never advances */
 	__u64 heavy_seen;      /* bitmap of heavy flows' hashes seen this epoch */
 	__u64 heavy_seen_prev; /* the same for the previous epoch */
+	__u64 clock_jiffies;   /* jiffy in which clock_ns was read (0: none yet) */
+	__u64 clock_ns;	       /* bpf_ktime_get_coarse_ns() read in that jiffy */
 };
 
 /* Per-CPU counters of one direction. Every packet the program handles lands

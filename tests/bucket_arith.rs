@@ -58,6 +58,7 @@ fn harness() -> &'static PathBuf {
             .arg(format!("-DMAX_EDT_DEBT_BYTES={MAX_EDT_DEBT_BYTES}ULL"))
             .arg("tests/c/bucket_arith.c")
             .arg("-lm")
+            .arg("-pthread")
             .arg("-o")
             .arg(&out)
             .status()

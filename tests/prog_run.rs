@@ -8,10 +8,11 @@
 //! The sketch's clock lives in the same state: with `epoch_start_ns =
 //! u64::MAX` the epoch never advances, and a test moves time on by writing
 //! the epoch number (decay is by epochs: a cell counts fully in its epoch,
-//! half in the next, not at all later). bpf_ktime_get_ns() cannot be faked
-//! under BPF_PROG_RUN, so the decay arithmetic itself (in ns) is tested on
-//! the host (tests/bucket_arith.rs) and only its wiring here, plus one run
-//! on the real clock (an epoch start two epochs back advances by two).
+//! half in the next, not at all later). The program's clock
+//! (bpf_ktime_get_coarse_ns()) cannot be faked under BPF_PROG_RUN, so the
+//! decay arithmetic itself (in ns) is tested on the host
+//! (tests/bucket_arith.rs) and only its wiring here, plus one run on the real
+//! clock (an epoch start two epochs back advances by two).
 //!
 //! Whether a flow is a mouse or heavy is driven either by its own traffic
 //! (crossing the threshold) or by writing the sketch: `make_heavy` fills a
@@ -263,10 +264,10 @@ fn configure(skel: &NatraSkel<'_>, dir: Direction, rate_bits: u64) -> BucketPara
 /// compared with the wrong epoch).
 const FROZEN_EPOCH: u32 = 100;
 
-/// Writes the direction's bucket state; the lock word is left 0.
+/// Writes the direction's bucket state; padding is left 0.
 fn set_state(skel: &NatraSkel<'_>, dir: Direction, st: &natra_bucket_state) {
-    // Field by field into the map's value layout (lock, epoch, level,
-    // last_ns, epoch_start_ns, heavy_seen, heavy_seen_prev).
+    // Field by field into the map's value layout (epoch, level, last_ns,
+    // epoch_start_ns, heavy_seen, heavy_seen_prev, clock_jiffies, clock_ns).
     let mut value = vec![0u8; size_of::<natra_bucket_state>()];
     let mut put = |off: usize, bytes: &[u8]| value[off..off + bytes.len()].copy_from_slice(bytes);
     put(
@@ -292,6 +293,14 @@ fn set_state(skel: &NatraSkel<'_>, dir: Direction, st: &natra_bucket_state) {
     put(
         offset_of!(natra_bucket_state, heavy_seen_prev),
         &st.heavy_seen_prev.to_ne_bytes(),
+    );
+    put(
+        offset_of!(natra_bucket_state, clock_jiffies),
+        &st.clock_jiffies.to_ne_bytes(),
+    );
+    put(
+        offset_of!(natra_bucket_state, clock_ns),
+        &st.clock_ns.to_ne_bytes(),
     );
     skel.maps
         .natra_bucket
@@ -320,6 +329,8 @@ fn state(skel: &NatraSkel<'_>, dir: Direction) -> natra_bucket_state {
         epoch_start_ns: u64_at(offset_of!(natra_bucket_state, epoch_start_ns)),
         heavy_seen: u64_at(offset_of!(natra_bucket_state, heavy_seen)),
         heavy_seen_prev: u64_at(offset_of!(natra_bucket_state, heavy_seen_prev)),
+        clock_jiffies: u64_at(offset_of!(natra_bucket_state, clock_jiffies)),
+        clock_ns: u64_at(offset_of!(natra_bucket_state, clock_ns)),
         ..Default::default()
     }
 }
@@ -429,9 +440,26 @@ fn band(p: &BucketParams) -> i64 {
     (p.ecn_band_bytes * NSEC_PER_SEC) as i64
 }
 
-fn monotonic_ns() -> u64 {
-    let t = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC).expect("clock_gettime");
+fn clock_ns(id: nix::time::ClockId) -> u64 {
+    let t = nix::time::clock_gettime(id).expect("clock_gettime");
     t.tv_sec() as u64 * NSEC_PER_SEC + t.tv_nsec() as u64
+}
+
+fn monotonic_ns() -> u64 {
+    clock_ns(nix::time::ClockId::CLOCK_MONOTONIC)
+}
+
+/// One jiffy: the resolution of CLOCK_MONOTONIC_COARSE.
+fn jiffy_ns() -> u64 {
+    let t =
+        nix::time::clock_getres(nix::time::ClockId::CLOCK_MONOTONIC_COARSE).expect("clock_getres");
+    t.tv_sec() as u64 * NSEC_PER_SEC + t.tv_nsec() as u64
+}
+
+/// The program's clock: bpf_ktime_get_coarse_ns() is CLOCK_MONOTONIC_COARSE
+/// (the monotonic time of the last tick).
+fn coarse_ns() -> u64 {
+    clock_ns(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
 }
 
 /// natra_counters, comparable.
@@ -617,7 +645,7 @@ fn under_rate_ipv4_tcp_passes_and_is_counted() {
     let skel = load(&mut storage);
     for dir in Direction::ALL {
         let p = configure(&skel, dir, RATE_BITS);
-        // bpf_ktime_get_ns() is CLOCK_MONOTONIC; the all-zero state is full
+        // the program's clock is CLOCK_MONOTONIC_COARSE; the all-zero state is full
         // only once it is past refill_full_ns.
         assert!(
             uptime_ns() > p.refill_full_ns,
@@ -1511,16 +1539,16 @@ fn a_flow_turns_heavy_past_the_threshold_and_light_after_the_window() {
     while !send(&skel) {}
     let mut st = state(&skel, dir);
     let epoch = st.epoch;
-    st.epoch_start_ns = monotonic_ns() - 2 * p.epoch_ns - 1_000_000;
+    st.epoch_start_ns = coarse_ns() - 2 * p.epoch_ns - 1_000_000;
     set_state(&skel, dir, &st);
-    let before = monotonic_ns();
+    let before = coarse_ns();
     assert!(
         !send(&skel),
         "after a window on the real clock the flow is light"
     );
     let st = state(&skel, dir);
     assert_eq!(st.epoch, epoch + 2);
-    assert!(st.epoch_start_ns >= before && st.epoch_start_ns <= monotonic_ns());
+    assert!(st.epoch_start_ns >= before && st.epoch_start_ns <= coarse_ns());
     assert_eq!(st.heavy_seen, 0);
     assert_eq!(st.heavy_seen_prev, 0);
 }
@@ -1800,18 +1828,117 @@ fn the_sketch_is_sized_at_load_and_a_default_pod_stays_under_256k() {
 }
 
 // ---------------------------------------------------------------------------
+// the clock
+
+/// The program reads the coarse clock once per jiffy and caches it with its
+/// jiffy in the bucket state (bpf/lib/clock.h). Seen through last_ns (set to
+/// the program's `now` by a refill from last_ns = 0): a fresh cache holds a
+/// coarse reading taken during the run; a planted time is used while its
+/// jiffy is current and ignored once the jiffy does not match; a reading
+/// equal to the cached time is not cached (the tick's race).
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn the_clock_is_read_once_per_jiffy_and_cached() {
+    common::require_root();
+    let mut storage = MaybeUninit::uninit();
+    let skel = load(&mut storage);
+    let dir = Direction::PodEgress;
+    configure(&skel, dir, RATE_BITS);
+    let pkt = ipv4_tcp(ECN_NOT_ECT);
+    let refill_now = |st: &natra_bucket_state| {
+        set_state(
+            &skel,
+            dir,
+            &natra_bucket_state {
+                last_ns: 0,
+                epoch: FROZEN_EPOCH,
+                epoch_start_ns: u64::MAX,
+                ..*st
+            },
+        );
+        assert_eq!(run(&skel, dir, &pkt).retval, RET_PASS);
+        state(&skel, dir)
+    };
+
+    // an empty cache: read, cached, used
+    let t0 = coarse_ns();
+    let st = refill_now(&natra_bucket_state::default());
+    let t1 = coarse_ns();
+    assert!(st.clock_jiffies > 0, "nothing cached");
+    assert!(
+        st.clock_ns >= t0 && st.clock_ns <= t1,
+        "cached {} not within [{t0}, {t1}]",
+        st.clock_ns
+    );
+    assert_eq!(
+        st.last_ns, st.clock_ns,
+        "the packet did not use the reading"
+    );
+
+    // a planted time in the current jiffy is used as is (a few tries: the
+    // jiffy may move on between two runs, and then the program reads anew)
+    let planted = st.clock_ns - 3;
+    let used = (0..20).any(|_| {
+        let cur = state(&skel, dir);
+        let st = refill_now(&natra_bucket_state {
+            clock_ns: planted,
+            ..cur
+        });
+        if st.last_ns == planted {
+            return true;
+        }
+        assert!(st.last_ns >= t0 && st.clock_jiffies > cur.clock_jiffies);
+        false
+    });
+    assert!(used, "a cached time of the current jiffy was never used");
+
+    // a planted time under another jiffy is not
+    let cur = state(&skel, dir);
+    let before = coarse_ns();
+    let st = refill_now(&natra_bucket_state {
+        clock_jiffies: cur.clock_jiffies - 1,
+        clock_ns: planted,
+        ..cur
+    });
+    assert!(st.last_ns >= before, "a stale jiffy's time was used");
+    assert_eq!(st.clock_ns, st.last_ns, "the fresh reading was not cached");
+
+    // a fresh reading equal to the cached time is used, not cached
+    let mut seen = false;
+    for _ in 0..20 {
+        let cur = state(&skel, dir);
+        let now = coarse_ns();
+        let st = refill_now(&natra_bucket_state {
+            clock_jiffies: 1,
+            clock_ns: now,
+            ..cur
+        });
+        if st.clock_ns == now {
+            assert_eq!(
+                st.clock_jiffies, 1,
+                "a reading equal to the cache was cached"
+            );
+            assert_eq!(st.last_ns, now);
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "the coarse clock moved on at every try");
+}
+
+// ---------------------------------------------------------------------------
 // EDT
 
 /// Offset of `tstamp` in the BPF_PROG_RUN context.
 const TSTAMP: usize = offset_of!(__sk_buff, tstamp);
 
 /// Runs `pkt` with a zeroed __sk_buff context and returns (verdict, tstamp
-/// from the context out, clock before, clock after).
+/// from the context out, the program's clock (coarse) before and after).
 fn run_tstamp(skel: &NatraSkel<'_>, dir: Direction, pkt: &[u8]) -> (u32, u64, u64, u64) {
     let mut ctx_in = vec![0u8; size_of::<__sk_buff>()];
     let mut ctx_out = vec![0u8; size_of::<__sk_buff>()];
     let mut out = vec![0u8; pkt.len() + 256];
-    let t0 = monotonic_ns();
+    let t0 = coarse_ns();
     let o = prog(skel, dir)
         .test_run(ProgramInput {
             data_in: Some(pkt),
@@ -1822,7 +1949,7 @@ fn run_tstamp(skel: &NatraSkel<'_>, dir: Direction, pkt: &[u8]) -> (u32, u64, u6
             ..Default::default()
         })
         .expect("BPF_PROG_RUN with a context");
-    let t1 = monotonic_ns();
+    let t1 = coarse_ns();
     let ret = o.return_value;
     let ts = u64::from_ne_bytes(ctx_out[TSTAMP..TSTAMP + 8].try_into().unwrap());
     (ret, ts, t0, t1)
@@ -1861,14 +1988,22 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
     );
 
     freeze_bucket(&skel, dir, reserve(&p));
+    let jiffy = jiffy_ns();
+    assert!(jiffy > 0 && jiffy <= 10_000_000, "a jiffy of {jiffy} ns");
     for n in 1..=5u64 {
         let before = counters(&skel, dir);
+        let mono = monotonic_ns();
         let (ret, ts, t0, t1) = run_tstamp(&skel, dir, &pkt);
         assert_eq!(ret, RET_PASS, "paced packet {n}");
         let delay = n * per_packet_ns;
         assert!(
             ts >= t0 + delay && ts <= t1 + delay,
             "packet {n}: tstamp {ts} not within now + {delay} ns ([{t0}, {t1}] + delay)"
+        );
+        // the coarse clock lags the monotonic one by less than a jiffy
+        assert!(
+            ts + jiffy >= mono + delay,
+            "packet {n}: departs more than a jiffy ({jiffy} ns) early"
         );
         println!(
             "EDT packet {n}: tstamp - now in [{}, {}] ns, expected {delay} ns",

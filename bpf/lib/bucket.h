@@ -21,9 +21,25 @@
  * Every byte that passes, mouse or heavy, paced or not, is charged to this
  * one bucket and the level never goes below -D, so what passes in any
  * interval t is at most rate x t + burst + D (D = 0 without EDT).
+ *
+ * Concurrency: atomics, no lock. Packets of one direction run on several
+ * CPUs at once; a bpf_spin_lock pair costs ~48 ns per packet here (it saves
+ * and restores interrupts), a compare-and-swap ~2 ns. Refill and charge are
+ * two CAS steps on two words, each exact on its own:
+ *  - time: a CPU whose clock is past last_ns takes the slice (last_ns, now]
+ *    with CAS(last_ns, last, now); slices are disjoint and contiguous, so
+ *    the refills sum exactly to rate x the time elapsed. A CPU that loses
+ *    (another took a slice first) refills nothing now; the time it saw is
+ *    left for the next packet.
+ *  - level: read, refill by the slice, decide the layer, CAS(level, old,
+ *    new); on a lost race, again (NATRA_BUCKET_CAS_TRIES in all).
+ * With one CPU this is exactly the old locked step, so the host harness
+ * checks it against 128-bit references unchanged.
  */
 #ifndef NATRA_BUCKET_H
 #define NATRA_BUCKET_H
+
+#include "lib/atomics.h"
 
 enum natra_verdict {
 	NATRA_VERDICT_PASS = 0,
@@ -37,6 +53,19 @@ enum natra_class {
 	NATRA_CLASS_MOUSE = 0,
 	NATRA_CLASS_HEAVY = 1,
 };
+
+/* Attempts at the level's compare-and-swap before giving up (see
+ * bucket_charge): each failure means another CPU charged in between. */
+#define NATRA_BUCKET_CAS_TRIES 4
+
+/* The host harness (tests/c) plays "another CPU" here, right before the
+ * level's CAS, to drive the lost-race and give-up paths deterministically;
+ * nothing in the program. */
+#ifndef NATRA_BEFORE_LEVEL_CAS
+#define NATRA_BEFORE_LEVEL_CAS(b)                                                                  \
+	do {                                                                                       \
+	} while (0)
+#endif
 
 static __always_inline __s64 bucket_full(const struct natra_config *cfg)
 {
@@ -59,9 +88,10 @@ static __always_inline __s64 bucket_refilled_level(__s64 level, __u64 last_ns, _
 	__s64 full = bucket_full(cfg);
 	__u64 elapsed, add, room;
 
-	/* another CPU may have refilled with a later clock reading */
+	/* another CPU may have refilled with a later clock reading; a refund
+	 * may have left the level above full */
 	if (now <= last_ns)
-		return level;
+		return level < full ? level : full;
 	elapsed = now - last_ns;
 	if (elapsed >= cfg->refill_full_ns || level >= full)
 		return full;
@@ -87,13 +117,67 @@ static __always_inline __u64 bucket_edt_delay(__s64 level, __u64 cost,
 }
 
 /*
- * Charges one packet of `bytes` and decides its fate (see the layers above):
+ * The fate of a packet of `cost` byte-ns at a (refilled) `level` (see the
+ * layers above):
  *  - a mouse passes while the level stays >= the floor, else it is dropped;
  *  - a heavy packet passes while the level stays >= R + E; down to R, an ECT
  *    one passes marked CE (with EDT, a non-ECT one passes unmarked);
  *  - below R, with `edt`, a heavy packet is charged anyway and paced by
  *    *delay_ns, unless that exceeds the horizon or the floor; else dropped.
- * A dropped packet is not charged. `now` is a parameter so tests drive time.
+ * Anything but a drop charges cost.
+ */
+static __always_inline enum natra_verdict bucket_layer(__s64 level, __s64 cost,
+						       const struct natra_config *cfg,
+						       enum natra_class cls, int ect, int edt,
+						       __u64 *delay_ns)
+{
+	__s64 reserve = (__s64)(cfg->mice_reserve_bytes * NATRA_NSEC_PER_SEC);
+	__s64 band = (__s64)(cfg->ecn_band_bytes * NATRA_NSEC_PER_SEC);
+	__s64 after = level - cost;
+	__u64 delay;
+
+	*delay_ns = 0;
+	if (cls == NATRA_CLASS_MOUSE)
+		return after >= bucket_floor(cfg) ? NATRA_VERDICT_PASS : NATRA_VERDICT_DROP;
+	if (after >= reserve + band)
+		return NATRA_VERDICT_PASS;
+	if (after >= reserve && (ect || edt))
+		return ect ? NATRA_VERDICT_PASS_CE : NATRA_VERDICT_PASS;
+	if (edt && after >= bucket_floor(cfg)) {
+		delay = bucket_edt_delay(level, (__u64)cost, cfg);
+		if (delay <= cfg->edt_horizon_ns) {
+			*delay_ns = delay;
+			return NATRA_VERDICT_PACE;
+		}
+	}
+	return NATRA_VERDICT_DROP;
+}
+
+/* Takes the slice of time (last_ns, now] for this packet's refill and returns
+ * its start; `now` (an empty slice) when there is none to take: the clock is
+ * not past last_ns (the same jiffy, another CPU's later reading, or a test's
+ * frozen U64_MAX), or another CPU moved last_ns first. */
+static __always_inline __u64 bucket_take_time(struct natra_bucket_state *b, __u64 now)
+{
+	__u64 last = NATRA_READ_ONCE(b->last_ns);
+
+	if (now > last && __sync_val_compare_and_swap(&b->last_ns, last, now) == last)
+		return last;
+	return now;
+}
+
+/*
+ * Refills, charges one packet of `bytes` and decides its fate
+ * (bucket_layer). A dropped packet is not charged. `now` is a parameter so
+ * tests drive time. Safe on several CPUs at once (see Concurrency above).
+ *
+ * When every CAS on the level loses (NATRA_BUCKET_CAS_TRIES other charges
+ * landed while this one decided), the packet is dropped, uncharged, and its
+ * time slice's refill is added with an atomic add, as computed against the
+ * level last read: a drop keeps every bound (it is stricter, never looser),
+ * and the refill is never counted twice (at most some of it is lost to the
+ * full clamp). The add may leave the level above full for a moment; the
+ * next refill clamps it (bucket_refilled_level compares before it adds).
  */
 static __always_inline enum natra_verdict bucket_charge(struct natra_bucket_state *b,
 							const struct natra_config *cfg, __u64 now,
@@ -101,52 +185,36 @@ static __always_inline enum natra_verdict bucket_charge(struct natra_bucket_stat
 							int edt, __u64 *delay_ns)
 {
 	__s64 cost = (__s64)(bytes * NATRA_NSEC_PER_SEC);
-	__s64 reserve = (__s64)(cfg->mice_reserve_bytes * NATRA_NSEC_PER_SEC);
-	__s64 band = (__s64)(cfg->ecn_band_bytes * NATRA_NSEC_PER_SEC);
-	__s64 level = bucket_refilled_level(b->level, b->last_ns, now, cfg);
-	__s64 after = level - cost;
-	__u64 delay;
+	__u64 last = bucket_take_time(b, now);
+	enum natra_verdict v = NATRA_VERDICT_DROP;
+	__s64 cur = 0, level = 0, next;
 
+#pragma unroll
+	for (int i = 0; i < NATRA_BUCKET_CAS_TRIES; i++) {
+		cur = NATRA_READ_ONCE(b->level);
+		level = bucket_refilled_level(cur, last, now, cfg);
+		v = bucket_layer(level, cost, cfg, cls, ect, edt, delay_ns);
+		next = v == NATRA_VERDICT_DROP ? level : level - cost;
+		/* nothing to write (a drop without refill): no atomic at all */
+		if (next == cur)
+			return v;
+		NATRA_BEFORE_LEVEL_CAS(b);
+		if (__sync_val_compare_and_swap(&b->level, cur, next) == cur)
+			return v;
+	}
+	if (level != cur)
+		__sync_fetch_and_add(&b->level, level - cur);
 	*delay_ns = 0;
-	if (now > b->last_ns)
-		b->last_ns = now;
-	if (cls == NATRA_CLASS_MOUSE) {
-		if (after >= bucket_floor(cfg)) {
-			b->level = after;
-			return NATRA_VERDICT_PASS;
-		}
-		b->level = level;
-		return NATRA_VERDICT_DROP;
-	}
-	if (after >= reserve + band) {
-		b->level = after;
-		return NATRA_VERDICT_PASS;
-	}
-	if (after >= reserve && (ect || edt)) {
-		b->level = after;
-		return ect ? NATRA_VERDICT_PASS_CE : NATRA_VERDICT_PASS;
-	}
-	if (edt && after >= bucket_floor(cfg)) {
-		delay = bucket_edt_delay(level, (__u64)cost, cfg);
-		if (delay <= cfg->edt_horizon_ns) {
-			b->level = after;
-			*delay_ns = delay;
-			return NATRA_VERDICT_PACE;
-		}
-	}
-	b->level = level;
 	return NATRA_VERDICT_DROP;
 }
 
 /* Gives back a charge whose packet was dropped after all (a CE mark that
- * could not be written). */
-static __always_inline void bucket_refund(struct natra_bucket_state *b,
-					  const struct natra_config *cfg, __u64 bytes)
+ * could not be written): an atomic add. It may lift the level above full for
+ * a moment (by a few packets' cost at most, far from overflow); the next
+ * refill clamps it, so the excess is never spent. */
+static __always_inline void bucket_refund(struct natra_bucket_state *b, __u64 bytes)
 {
-	__s64 full = bucket_full(cfg);
-	__s64 cost = (__s64)(bytes * NATRA_NSEC_PER_SEC);
-
-	b->level = b->level < full - cost ? b->level + cost : full;
+	__sync_fetch_and_add(&b->level, (__s64)(bytes * NATRA_NSEC_PER_SEC));
 }
 
 #endif /* NATRA_BUCKET_H */

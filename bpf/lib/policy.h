@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: Apache-2.0 */
 /*
- * The two stages of one packet, as one step under the direction's lock:
- * sketch (is the flow heavy?) then bucket (may it pass, and when?). Shared
+ * The two stages of one packet: sketch (is the flow heavy?) then bucket (may
+ * it pass, and when?), without a lock (bucket.h and sketch.h say how each
+ * stays right on several CPUs at once). Shared
  * by the program and the host harness (tests/c), so that what the harness
  * simulates is exactly what the program runs.
  */
@@ -19,9 +20,9 @@ struct natra_decision {
 };
 
 /*
- * Must run with b->lock held (or single-threaded). cells: the flow's
- * NATRA_SKETCH_MAX_DEPTH cells (rows past the depth alias row 0), or NULL
- * when the sketch is unavailable (the flow is then taken as heavy).
+ * cells: the flow's NATRA_SKETCH_MAX_DEPTH cells (rows past the depth alias
+ * row 0), or NULL when the sketch is unavailable (the flow is then taken as
+ * heavy).
  */
 static __always_inline void policy_decide(struct natra_bucket_state *b,
 					  const struct natra_config *cfg,
@@ -29,15 +30,18 @@ static __always_inline void policy_decide(struct natra_bucket_state *b,
 					  __u64 h, __u64 now, __u64 bytes, int ect, int edt,
 					  struct natra_decision *d)
 {
+	__u32 epoch;
+
 	sketch_advance_epoch(b, cfg, now);
-	d->estimate = sketched ? sketch_estimate(cells, b->epoch, bytes) : 0;
+	epoch = NATRA_READ_ONCE(b->epoch);
+	d->estimate = sketched ? sketch_estimate(cells, epoch, bytes) : 0;
 	d->cls = !sketched || d->estimate > cfg->heavy_threshold_bytes ? NATRA_CLASS_HEAVY
 								       : NATRA_CLASS_MOUSE;
 	d->verdict = bucket_charge(b, cfg, now, bytes, d->cls, ect, edt, &d->delay_ns);
 	/* Only bytes that pass are counted, so the sketch's total is bounded by
 	 * what the bucket lets through, whatever the offered load. */
 	if (d->verdict != NATRA_VERDICT_DROP && sketched) {
-		sketch_update(cells, b->epoch, d->estimate);
+		sketch_update(cells, epoch, d->estimate);
 		if (d->cls == NATRA_CLASS_HEAVY)
 			sketch_note_heavy(b, h);
 	}

@@ -66,8 +66,8 @@ pub fn write_config(map: BorrowedFd<'_>, dir: Direction, p: &BucketParams) -> Re
     check(rc, "cannot write the config map")
 }
 
-/// Starts a direction's bucket full as of `now_ns` (CLOCK_MONOTONIC, the
-/// program's clock), instead of relying on the first packet's refill, which
+/// Starts a direction's bucket full as of `now_ns` (CLOCK_MONOTONIC_COARSE,
+/// the program's clock), instead of relying on the first packet's refill, which
 /// is short on a freshly booted host at low rates.
 pub fn write_bucket_full(
     map: BorrowedFd<'_>,

@@ -131,8 +131,9 @@ fn install_inner(
         .load()
         .context(ErrorKind::Dataplane, "cannot load the BPF programs")?;
 
-    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC)
-        .context(ErrorKind::Dataplane, "cannot read CLOCK_MONOTONIC")?;
+    // the program's clock (bpf_ktime_get_coarse_ns)
+    let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
+        .context(ErrorKind::Dataplane, "cannot read CLOCK_MONOTONIC_COARSE")?;
     let now_ns = now.tv_sec() as u64 * 1_000_000_000 + now.tv_nsec() as u64;
     // EDT pacing is on for this load (fq is the root qdisc of the Pod's
     // interface and the mode is Pod-side): NATRA_CFG_EDT in pod egress's

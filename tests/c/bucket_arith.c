@@ -14,9 +14,9 @@
  * on stdout; exits non-zero when M > 0.
  */
 #include <linux/types.h>
-#include <linux/bpf.h> /* struct bpf_spin_lock, used by natra.h */
 #include <inttypes.h>
 #include <math.h>
+#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +25,20 @@
 #ifndef __always_inline
 #define __always_inline inline __attribute__((always_inline))
 #endif
+
+/* "Another CPU" charging right before the level's CAS (bucket.h): each of
+ * the next `interfere_n` CASes finds the level moved by `interfere_by`. */
+static __thread int interfere_n;
+static __thread __s64 interfere_by;
+static __thread unsigned long cas_tries;
+#define NATRA_BEFORE_LEVEL_CAS(b)                                                                  \
+	do {                                                                                       \
+		cas_tries++;                                                                       \
+		if (interfere_n > 0) {                                                             \
+			interfere_n--;                                                             \
+			__sync_fetch_and_add(&(b)->level, interfere_by);                           \
+		}                                                                                  \
+	} while (0)
 
 #include "natra.h"
 #include "lib/flow.h"
@@ -731,6 +745,172 @@ static void test_clock_backwards(void)
 	      "level %lld last %llu", (long long)b.level, b.last_ns);
 }
 
+/* Races, one thread: another CPU's charge lands right before the level's
+ * CAS. Lost once: the charge is decided again on the new level, with the
+ * same refill (the time slice is taken once). Lost every time: dropped,
+ * uncharged, the refill added. Another CPU took the time slice first: no
+ * refill now, and the slice is left for the next packet. */
+static void test_races(void)
+{
+	struct natra_config c = config_for(100000000ULL, 0); /* 12.5 MB/s */
+	const __u64 t = 1000000000000ULL, el = 1000;	     /* 1 us: 12.5 B */
+	const __s64 other = -bns(100), cost = bns(1500);
+	__s64 lvl = full_of(&c) / 2, refill = (__s64)(el * c.rate_bytes_per_sec);
+	struct natra_bucket_state b;
+	enum natra_verdict v;
+	__u64 delay;
+
+	memset(&b, 0, sizeof(b));
+	b.level = lvl;
+	b.last_ns = t;
+	interfere_n = 1;
+	interfere_by = other;
+	cas_tries = 0;
+	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_PASS && cas_tries == 2 && b.last_ns == t + el &&
+		  b.level == lvl + other + refill - cost,
+	      "lost once: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
+	      (long long)b.level, (long long)(lvl + other + refill - cost));
+
+	/* a decision that flips on the retry: the other CPU took the last of
+	 * the heavy layer */
+	memset(&b, 0, sizeof(b));
+	b.level =
+	    (__s64)(c.mice_reserve_bytes + c.ecn_band_bytes) * (__s64)NATRA_NSEC_PER_SEC + cost;
+	b.last_ns = UINT64_MAX;
+	lvl = b.level;
+	interfere_n = 1;
+	interfere_by = -1;
+	cas_tries = 0;
+	v = bucket_charge(&b, &c, t, 1500, NATRA_CLASS_HEAVY, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_DROP && cas_tries == 1 && b.level == lvl - 1,
+	      "flipped: verdict %d after %lu CAS, level %lld", v, cas_tries, (long long)b.level);
+
+	memset(&b, 0, sizeof(b));
+	lvl = full_of(&c) / 2;
+	b.level = lvl;
+	b.last_ns = t;
+	interfere_n = NATRA_BUCKET_CAS_TRIES;
+	interfere_by = other;
+	cas_tries = 0;
+	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_DROP && delay == 0 && cas_tries == NATRA_BUCKET_CAS_TRIES &&
+		  b.last_ns == t + el && b.level == lvl + NATRA_BUCKET_CAS_TRIES * other + refill,
+	      "gave up: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
+	      (long long)b.level, (long long)(lvl + NATRA_BUCKET_CAS_TRIES * other + refill));
+
+	/* the slice was taken: last_ns moved on under us, no refill now */
+	memset(&b, 0, sizeof(b));
+	b.level = lvl;
+	b.last_ns = t + el / 2;
+	v = bucket_charge(&b, &c, t + el / 4, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_PASS && b.level == lvl - cost && b.last_ns == t + el / 2,
+	      "behind: level %lld last %llu", (long long)b.level, b.last_ns);
+	v = bucket_charge(&b, &c, t + el, 0, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	CHECK(b.level == lvl - cost + refill / 2 && b.last_ns == t + el,
+	      "the rest of the slice: level %lld want %lld", (long long)b.level,
+	      (long long)(lvl - cost + refill / 2));
+
+	/* a refund above full is clamped by the next read, refill or not */
+	memset(&b, 0, sizeof(b));
+	b.level = full_of(&c);
+	b.last_ns = UINT64_MAX;
+	bucket_refund(&b, 1500);
+	CHECK(b.level == full_of(&c) + cost, "refund: level %lld", (long long)b.level);
+	v = bucket_charge(&b, &c, t, 1500, NATRA_CLASS_HEAVY, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_PASS && b.level == full_of(&c) - cost,
+	      "after a refund above full: level %lld", (long long)b.level);
+	b.level = full_of(&c) + cost;
+	b.last_ns = t;
+	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_HEAVY, 0, 0, &delay);
+	CHECK(v == NATRA_VERDICT_PASS && b.level == full_of(&c) - cost,
+	      "after a refund above full, refilled: level %lld", (long long)b.level);
+}
+
+/* Threads charging one bucket at once, for real: every thread draws its
+ * clock from one shared counter (so CPUs see each other's times out of
+ * order) and offers twice the rate in all. Whatever interleaving the
+ * machine produces, what passes stays within rate x t + burst (+ D), the
+ * level stays within [floor, full], and the refills add up to exactly the
+ * elapsed time when nothing was clamped or given up. */
+struct hammer {
+	struct natra_bucket_state *b;
+	const struct natra_config *c;
+	__u64 *clock, step, packets, passed, tries;
+	int id;
+};
+
+static void *hammer_run(void *arg)
+{
+	struct hammer *h = arg;
+	__u64 delay;
+
+	cas_tries = 0;
+	for (__u64 i = 0; i < h->packets; i++) {
+		__u64 now = __sync_fetch_and_add(h->clock, h->step);
+		enum natra_class cls = (i + (__u64)h->id) % 3 == 0;
+		enum natra_verdict v = bucket_charge(h->b, h->c, now, 1500, cls, (int)(i & 1),
+						     (h->c->flags & NATRA_CFG_EDT) != 0, &delay);
+
+		if (v != NATRA_VERDICT_DROP)
+			h->passed += 1500;
+	}
+	h->tries = cas_tries;
+	return NULL;
+}
+
+static void test_threads(void)
+{
+	enum { THREADS = 4 };
+
+	for (int edt = 0; edt <= 1; edt++) {
+		struct natra_config c =
+		    edt ? config_edt(1000000000ULL, 0) : config_for(1000000000ULL, 0);
+		const __u64 t0 = 7 * NATRA_NSEC_PER_SEC, packets = 300000;
+		/* THREADS x 1500 B per THREADS steps at twice the rate */
+		const __u64 step = 1500 * NATRA_NSEC_PER_SEC / (2 * c.rate_bytes_per_sec);
+		struct natra_bucket_state b;
+		struct hammer h[THREADS];
+		pthread_t th[THREADS];
+		__u64 clock = t0, passed = 0, tries = 0;
+		s128 bound;
+
+		memset(&b, 0, sizeof(b));
+		b.level = full_of(&c);
+		b.last_ns = t0;
+		for (int i = 0; i < THREADS; i++) {
+			h[i] = (struct hammer){.b = &b,
+					       .c = &c,
+					       .clock = &clock,
+					       .step = step,
+					       .packets = packets,
+					       .id = i};
+			if (pthread_create(&th[i], NULL, hammer_run, &h[i]))
+				abort();
+		}
+		for (int i = 0; i < THREADS; i++) {
+			pthread_join(th[i], NULL);
+			passed += h[i].passed;
+			tries += h[i].tries;
+		}
+		bound = (s128)c.rate_bytes_per_sec * (clock - t0) + full_of(&c) - floor_of(&c);
+		CHECK((s128)passed * NATRA_NSEC_PER_SEC <= bound,
+		      "threads, edt %d: %llu bytes passed beyond rate x t + burst (+ D)", edt,
+		      passed);
+		CHECK(passed * NATRA_NSEC_PER_SEC >= (__u64)(clock - t0) * c.rate_bytes_per_sec / 2,
+		      "threads, edt %d: only %llu bytes passed", edt, passed);
+		CHECK(b.level >= floor_of(&c) && b.level <= full_of(&c) + bns(1500) * THREADS,
+		      "threads, edt %d: level %lld", edt, (long long)b.level);
+		printf("  %d threads on one bucket (EDT %d): %.4f of rate x t + burst passed, "
+		       "%llu CAS for %llu packets\n",
+		       THREADS, edt,
+		       (double)passed * 1e9 /
+			   ((double)c.rate_bytes_per_sec * (double)(clock - t0) +
+			    (double)(full_of(&c) - floor_of(&c))),
+		       tries, THREADS * packets);
+	}
+}
+
 /* The layers, case by case, frozen (no refill): mice down to the floor, heavy
  * non-ECT down to R + E, heavy ECT down to R with CE, EDT below R. */
 static void test_layers(void)
@@ -1083,7 +1263,7 @@ struct exact {
 /* Conservative update never underestimates: against an exact decayed count
  * per flow, over random traffic of many flows and a clock that skips
  * epochs, the estimate is never below it. Also reports the mean error. */
-static void test_sketch_never_underestimates(void)
+static double sketch_never_underestimates(__u32 depth)
 {
 	struct natra_config c = config_for(100000000ULL, 0);
 	enum { FLOWS = 3000 };
@@ -1093,6 +1273,7 @@ static void test_sketch_never_underestimates(void)
 	unsigned long under = 0, checks = 0;
 	double err = 0;
 
+	c.sketch_depth = depth; /* rows past it alias row 0, and are skipped */
 	sim_init(&s, c, now);
 	s.c.burst_bytes = NATRA_MAX_BURST_BYTES;
 	s.b.level = full_of(&s.c);
@@ -1126,6 +1307,20 @@ static void test_sketch_never_underestimates(void)
 	       c.sketch_depth, c.sketch_width, FLOWS, err / (double)checks,
 	       c.heavy_threshold_bytes);
 	sim_free(&s);
+	return err / (double)checks;
+}
+
+/* Every depth; more rows, each read, must tighten the estimate. */
+static void test_sketch_never_underestimates(void)
+{
+	static const __u32 depths[] = {1, 2, DEFAULT_SKETCH_DEPTH, 7, NATRA_SKETCH_MAX_DEPTH};
+	double over[ARRAY_LEN(depths)];
+
+	for (unsigned i = 0; i < ARRAY_LEN(depths); i++)
+		over[i] = sketch_never_underestimates(depths[i]);
+	CHECK(over[4] < over[2] && over[2] < over[1] && over[1] < over[0],
+	      "overestimate by depth 1, 2, 4, 8: %.0f %.0f %.0f %.0f", over[0], over[1], over[2],
+	      over[4]);
 }
 
 /* The flow hash: all 128 bits of IPv6 addresses count, ports and protocol
@@ -1263,6 +1458,21 @@ static void test_false_heavy(void)
 /* ------------------------------------------------------------------------- */
 /* the honest aggregate                                                       */
 
+/* With clock_lags, one jiffy in 5 reads the previous tick's time throughout
+ * (bpf/lib/clock.h's rare race): the clock lags by up to two jiffies. */
+static int clock_lags;
+
+/* The program's clock with ticks of `jiffy` ns (0: exact). */
+static __u64 coarse(__u64 now, __u64 jiffy)
+{
+	__u64 tick;
+
+	if (!jiffy)
+		return now;
+	tick = now - now % jiffy;
+	return clock_lags && (now / jiffy) % 5 == 2 ? tick - jiffy : tick;
+}
+
 enum elephant_kind { ELE_NOT_ECT, ELE_ECT, ELE_EDT };
 static const char *const elephant_name[] = {"not-ECT", "ECT", "EDT"};
 
@@ -1273,8 +1483,13 @@ static const char *const elephant_name[] = {"not-ECT", "ECT", "EDT"};
  * dropped or delayed while the mice stay within the cap; everything that
  * passes, mice and elephant, stays within rate x t + burst (+ debt with
  * EDT); and the elephant gets the rest of the cap.
+ *
+ * With `jiffy` > 0 the program reads a coarse clock, as bpf_ktime_get_coarse_ns()
+ * does (real time rounded down to the last tick), while the bound is judged
+ * in real time, widened by rate x 1 jiffy (docs/dataplane.md, "Clock").
  */
-static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double mice_share)
+static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double mice_share,
+			       __u64 jiffy)
 {
 	struct natra_config c =
 	    kind == ELE_EDT ? config_edt(rate_bits, 0) : config_for(rate_bits, 0);
@@ -1305,7 +1520,7 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 			k.saddr[0] += (__u32)(mouse_n / 50000);
 			if (!mouse_left)
 				len = mouse_left = reply, len = mtu;
-			d = sim_packet(&s, &k, now, len, 0);
+			d = sim_packet(&s, &k, coarse(now, jiffy), len, 0);
 			mice_offered += len;
 			mouse_left -= len;
 			if (d.verdict == NATRA_VERDICT_DROP)
@@ -1322,7 +1537,7 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 				t_mouse += mice_gap / 2 + rng() % mice_gap;
 			}
 		} else {
-			d = sim_packet(&s, &ele, now, mtu, kind == ELE_ECT);
+			d = sim_packet(&s, &ele, coarse(now, jiffy), mtu, kind == ELE_ECT);
 			if (d.verdict == NATRA_VERDICT_DROP) {
 				ele_dropped += mtu;
 			} else {
@@ -1335,7 +1550,8 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 			t_ele += ele_gap;
 		}
 		{
-			s128 bound = (s128)rate * (now - t0) + full_of(&c) - floor_of(&c);
+			s128 lag = (s128)jiffy * (clock_lags ? 2 : 1);
+			s128 bound = (s128)rate * (now - t0 + lag) + full_of(&c) - floor_of(&c);
 			s128 over = (s128)(ele_passed + mice_passed) * NATRA_NSEC_PER_SEC - bound;
 
 			worst = over > worst ? over : worst;
@@ -1346,11 +1562,12 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 		double total = (double)(ele_passed + mice_passed);
 
 		CHECK(mice_dropped == 0 && mice_delayed == 0,
-		      "rate %llu %s: mice dropped %llu B, delayed/heavy %llu B", rate,
-		      elephant_name[kind], mice_dropped, mice_delayed);
+		      "rate %llu %s jiffy %llu: mice dropped %llu B, delayed/heavy %llu B", rate,
+		      elephant_name[kind], jiffy, mice_dropped, mice_delayed);
 		CHECK(worst <= 0,
-		      "rate %llu %s: passed exceeded rate x t + burst + debt by %s byte-ns", rate,
-		      elephant_name[kind], s128_str(worst, b1));
+		      "rate %llu %s jiffy %llu: passed exceeded rate x (t + lag) + burst + debt "
+		      "by %s byte-ns",
+		      rate, elephant_name[kind], jiffy, s128_str(worst, b1));
 		/* the elephant takes the rest: the cap is used, within what the
 		 * bucket holds back at the end (R + E + a packet) */
 		CHECK(total >= cap - (double)(c.mice_reserve_bytes + c.ecn_band_bytes + 2 * mtu),
@@ -1361,10 +1578,12 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 		if (kind == ELE_EDT)
 			CHECK(paced > 0 && max_delay <= c.edt_horizon_ns,
 			      "rate %llu EDT: %llu paced, max delay %llu", rate, paced, max_delay);
-		printf("  aggregate %-12llu B/s %-7s: mice %5llu (%.1f%% of cap, offered %.1f%%), "
+		printf("  aggregate %-12llu B/s %-7s jiffy %2llu ms%s: mice %5llu (%.1f%% of cap, "
+		       "offered %.1f%%), "
 		       "dropped/delayed 0: %s; elephant %.1f%% of cap; total %.4f of cap (%.4f of "
 		       "cap+burst%s)%s\n",
-		       rate, elephant_name[kind], mouse_n, 100.0 * (double)mice_passed / cap,
+		       rate, elephant_name[kind], jiffy / 1000000, clock_lags ? " lagging" : "",
+		       mouse_n, 100.0 * (double)mice_passed / cap,
 		       100.0 * (double)mice_offered / cap,
 		       mice_dropped == 0 && mice_delayed == 0 ? "yes" : "NO",
 		       100.0 * (double)ele_passed / cap, total / cap,
@@ -1411,9 +1630,19 @@ static void test_honest_aggregate(void)
 	static const __u64 rates_bits[] = {20000000ULL, 100000000ULL, 1000000000ULL};
 
 	for (unsigned r = 0; r < ARRAY_LEN(rates_bits); r++) {
+		/* exact clock, and coarse ones of CONFIG_HZ=250 and 100 */
+		for (__u64 jiffy = 0; jiffy <= 10000000; jiffy += jiffy ? 6000000 : 4000000) {
+			for (int k = ELE_NOT_ECT; k <= ELE_EDT; k++)
+				simulate_aggregate(rates_bits[r], (enum elephant_kind)k, 0.3,
+						   jiffy);
+			simulate_aggregate(rates_bits[r], ELE_NOT_ECT, 0.8, jiffy);
+		}
+		/* ticks of 4 ms, lagging by two now and then */
+		clock_lags = 1;
 		for (int k = ELE_NOT_ECT; k <= ELE_EDT; k++)
-			simulate_aggregate(rates_bits[r], (enum elephant_kind)k, 0.3);
-		simulate_aggregate(rates_bits[r], ELE_NOT_ECT, 0.8);
+			simulate_aggregate(rates_bits[r], (enum elephant_kind)k, 0.3, 4000000);
+		simulate_aggregate(rates_bits[r], ELE_NOT_ECT, 0.8, 4000000);
+		clock_lags = 0;
 		simulate_mice_overload(rates_bits[r]);
 	}
 }
@@ -1447,6 +1676,8 @@ int main(int argc, char **argv)
 	test_refill_exact();
 	test_no_overflow();
 	test_clock_backwards();
+	test_races();
+	test_threads();
 	test_layers();
 	test_edt_units_and_horizon();
 	test_simulation();
