@@ -52,7 +52,7 @@ pub fn run(rig: &Rig, mode: &Mode, res: &mut Results) {
             // the mice phase (where the fast pass shows most) is a full one
             sampler.sleep_until(WARM_UP);
             let mice_start = sampler.elapsed();
-            let mice =
+            let (mice, failed) =
                 concurrent_clients(cli_ns, addr, mode.many_mice, mode.many_phase, REPLY_BYTES);
             let mice_end = sampler.elapsed();
             bulk::finish(dir, elephant);
@@ -80,8 +80,9 @@ pub fn run(rig: &Rig, mode: &Mode, res: &mut Results) {
             );
             let pts = windows.iter().map(|&(t, b)| (t, b / 1e6)).collect();
             res.line(&format!("many-{}", dir.key()), limiter.label(), pts);
+            res.record(format!("{base}.mice_failed"), failed as f64);
             println!(
-                "many mice {:<28} {:<12} {} mice, aggregate max {:.3} mean {:.3} of cap, mice p99 {:.1} ms",
+                "many mice {:<28} {:<12} {} mice ({failed} failed), aggregate max {:.3} mean {:.3} of cap, mice p99 {:.1} ms",
                 limiter.label(),
                 dir.label(),
                 mice.len(),
