@@ -108,11 +108,18 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 		bucket_refund(bucket, pkt.wire_bytes);
 	}
 	/* EDT: a monotonic delivery time, which forwarding keeps and sch_fq
-	 * honours; never earlier than one the Pod's own stack already set. */
+	 * honours; never earlier than one the Pod's own stack already set.
+	 * TCP's packets arrive already stamped monotonic (their departure
+	 * time, kept across the veth): a plain store then moves the stamp and
+	 * keeps its type (this program reads tstamp_type, so the kernel does
+	 * not clear the type on a write), ~10 ns cheaper than the helper,
+	 * which is left for packets stamped otherwise or not at all. */
 	if (verdict == NATRA_VERDICT_PACE) {
 		t = now + d.delay_ns;
-		if (skb->tstamp_type != BPF_SKB_CLOCK_MONOTONIC || skb->tstamp < t)
+		if (skb->tstamp_type != BPF_SKB_CLOCK_MONOTONIC)
 			bpf_skb_set_tstamp(skb, t, BPF_SKB_CLOCK_MONOTONIC);
+		else if (skb->tstamp < t)
+			skb->tstamp = t;
 	}
 	stats_count_verdict(stats, verdict, d.cls, pkt.wire_bytes);
 	return verdict == NATRA_VERDICT_DROP ? NATRA_TC_DROP : NATRA_TC_NEXT;

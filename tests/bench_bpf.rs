@@ -7,7 +7,7 @@
 //!   cargo test --release --test bench_bpf -- --ignored --nocapture
 mod common;
 
-const REPEAT: u32 = 1_000_000;
+const REPEAT: u32 = 200_000;
 
 #[test]
 #[ignore = "benchmark, needs root: run via make bench-bpf"]

@@ -1935,6 +1935,18 @@ const TSTAMP: usize = offset_of!(__sk_buff, tstamp);
 /// Runs `pkt` with a zeroed __sk_buff context and returns (verdict, tstamp
 /// from the context out, the program's clock (coarse) before and after).
 fn run_tstamp(skel: &NatraSkel<'_>, dir: Direction, pkt: &[u8]) -> (u32, u64, u64, u64) {
+    run_tstamp_repeat(skel, dir, pkt, 1)
+}
+
+/// run_tstamp with the program run `repeat` times on the one skb: from the
+/// second run on, the packet carries the stamp (and type) the run before
+/// it left.
+fn run_tstamp_repeat(
+    skel: &NatraSkel<'_>,
+    dir: Direction,
+    pkt: &[u8],
+    repeat: u32,
+) -> (u32, u64, u64, u64) {
     let mut ctx_in = vec![0u8; size_of::<__sk_buff>()];
     let mut ctx_out = vec![0u8; size_of::<__sk_buff>()];
     let mut out = vec![0u8; pkt.len() + 256];
@@ -1945,7 +1957,7 @@ fn run_tstamp(skel: &NatraSkel<'_>, dir: Direction, pkt: &[u8]) -> (u32, u64, u6
             data_out: Some(&mut out),
             context_in: Some(&mut ctx_in),
             context_out: Some(&mut ctx_out),
-            repeat: 1,
+            repeat,
             ..Default::default()
         })
         .expect("BPF_PROG_RUN with a context");
@@ -2040,6 +2052,23 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
     let (ret, ts, _, _) = run_tstamp(&skel, dir, &pkt);
     assert_eq!((ret, ts), (RET_PASS, 0), "a mouse in the heavy flows' debt");
     assert_eq!(bucket(&skel, dir).0, debt_level - byte_ns(pkt.len()));
+
+    // A packet already stamped monotonic (as TCP's arrive) gets its stamp
+    // moved by a plain store, not the helper: run three times on one skb,
+    // the first run's helper leaves it stamped monotonic, and the next two
+    // must each move the stamp on by a packet's time (a store that did not
+    // land would leave the first run's 1 x per_packet_ns).
+    make_heavy(&skel, dir, &p);
+    freeze_bucket(&skel, dir, reserve(&p));
+    let before = counters(&skel, dir);
+    let (ret, ts, t0, t1) = run_tstamp_repeat(&skel, dir, &pkt, 3);
+    assert_eq!(ret, RET_PASS);
+    let delay = 3 * per_packet_ns;
+    assert!(
+        ts >= t0 + delay && ts <= t1 + delay,
+        "stamped monotonic already: tstamp {ts} not within now + {delay} ns ([{t0}, {t1}] + delay)"
+    );
+    assert_eq!(counters(&skel, dir).paced_packets - before.paced_packets, 3);
 
     // pod ingress with the same config: never paced, ECN-then-drop
     let ing = Direction::PodIngress;

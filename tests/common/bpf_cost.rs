@@ -74,8 +74,10 @@ fn clear_sketch(skel: &NatraSkel<'_>) {
 /// Rounds per path; each figure is the best of them. The rounds go round
 /// robin over every path, so a burst of noise from this VM's neighbours (one
 /// path read 209 ns beside 102 in one sequential run) lands on one round of
-/// each path rather than on every round of one.
-pub const ROUNDS: usize = 7;
+/// each path rather than on every round of one. Many short rounds (2e5 runs,
+/// ~20 ms each) rather than a few long ones: the host's preemption of this
+/// vCPU, which the guest cannot see or exclude, spoils fewer of them.
+pub const ROUNDS: usize = 25;
 
 /// Mean ns per run of `prog` on `pkt` over one round of `repeat` runs.
 fn time(prog: &ProgramMut<'_>, pkt: &[u8], expect: u32, repeat: u32) -> f64 {

@@ -105,7 +105,7 @@ impl Doc<'_> {
                 so this overstates the wire bytes slightly, never understates them); only windows wholly inside \
                 the mice phase count.\n\
              4. **Cost**: BPF ns/packet per dataplane path with BPF_PROG_RUN (tests/common/bpf_cost.rs, \
-                {rep} repeats, best of 3, beside a pass-through program); softirq time of the whole machine \
+                {rep} repeats, best of {rounds} interleaved rounds, beside a pass-through program); softirq time of the whole machine \
                 (/proc/stat) per GB during the bulk flow at the highest cap, for every setup.\n\
              5. **Scale**: {pods} Pods (kubelet's default maxPods) made without a limiter, then each limiter's \
                 ADD called directly on each in turn (CNI environment, the Pod's prevResult, 20 Mbit/s both ways) \
@@ -127,6 +127,7 @@ impl Doc<'_> {
             nm = m.many_mice,
             np = m.many_phase.as_secs(),
             rep = m.bpf_repeat,
+            rounds = crate::common::bpf_cost::ROUNDS,
             pods = m.scale_pods,
         );
         d += &report::markdown_tables(self.res, self.rows, true);

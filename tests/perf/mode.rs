@@ -62,7 +62,7 @@ impl Mode {
             many_mice: 200,
             many_phase: Duration::from_secs(6),
             scale_pods: 110,
-            bpf_repeat: 1_000_000,
+            bpf_repeat: 200_000,
         }
     }
 

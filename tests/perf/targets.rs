@@ -139,12 +139,13 @@ pub fn all(mode: &Mode, res: &Results) -> Vec<Target> {
         value: res.median("cost.bpf.heavy_worst"),
         cmp: Cmp::AtMost,
         goal: 100.0,
-        // ~216 ns when this bench was written; ~80-100 since the bucket went
-        // lock-free and the clock coarse, on a quiet VM, but 102-137 in a
-        // full bench while the neighbours were busy (best of 7 interleaved
-        // rounds, floor unchanged). 200 still catches the lock coming back
-        // on a quiet run; the doc's table shows the figure.
-        gate: Gate::RegressionGuard(200.0),
+        // ~216 ns when this bench was written; ~80-100 on a quiet VM since
+        // the bucket went lock-free and the clock coarse (102-137 in a busy
+        // full bench); 74-81 since the hash mixes words side by side and a
+        // monotonic stamp is moved by a store (best of 25 short rounds).
+        // 150: the target with room for this VM's neighbours (make test's
+        // quick run read 135 before those changes).
+        gate: Gate::Target(150.0),
     });
     t.push(Target {
         name: format!("natra ADD p50 over {} Pods, ms", mode.scale_pods),
