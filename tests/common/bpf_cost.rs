@@ -76,7 +76,7 @@ fn clear_sketch(skel: &NatraSkel<'_>) {
 /// path read 209 ns beside 102 in one sequential run) lands on one round of
 /// each path rather than on every round of one. Many short rounds (2e5 runs,
 /// ~20 ms each) rather than a few long ones: the host's preemption of this
-/// vCPU, which the guest cannot see or exclude, spoils fewer of them.
+/// vCPU, which BPF_PROG_RUN's timer cannot leave out, spoils fewer of them.
 pub const ROUNDS: usize = 25;
 
 /// Mean ns per run of `prog` on `pkt` over one round of `repeat` runs.
