@@ -2012,11 +2012,24 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
             ts >= t0 + delay && ts <= t1 + delay,
             "packet {n}: tstamp {ts} not within now + {delay} ns ([{t0}, {t1}] + delay)"
         );
-        // the coarse clock lags the monotonic one by less than a jiffy
-        assert!(
-            ts + jiffy >= mono + delay,
-            "packet {n}: departs more than a jiffy ({jiffy} ns) early"
-        );
+        // At most a jiffy early against the monotonic clock, while the
+        // kernel's own coarse clock is (read right after `mono`: t0). A late
+        // tick (tickless idle, or this VM's vCPU not run by the host) holds
+        // the coarse clock back further, the kernel's and natra's alike
+        // (ts >= t0 + delay above still binds): 4.3-5.7 ms behind with a
+        // 4 ms jiffy in a third of runs on an idle machine.
+        let kernel_lag = mono.saturating_sub(t0);
+        if kernel_lag <= jiffy {
+            assert!(
+                ts + jiffy >= mono + delay,
+                "packet {n}: departs more than a jiffy ({jiffy} ns) early"
+            );
+        } else {
+            println!(
+                "packet {n}: the kernel's coarse clock was {kernel_lag} ns behind the monotonic one \
+                 (a late tick): only the coarse bound applies"
+            );
+        }
         println!(
             "EDT packet {n}: tstamp - now in [{}, {}] ns, expected {delay} ns",
             ts - t1,
