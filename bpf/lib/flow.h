@@ -56,8 +56,9 @@ static __always_inline __u64 natra_fmix64(__u64 k)
 
 /* One key word through MurmurHash3 x64's block mixing (multiply, rotate,
  * multiply), with constants of its own per position: a bijection of the
- * word, not linear in it, so differences in several words do not cancel
- * in the sum. */
+ * word, not linear in it, so differences of a few bits in several words do
+ * not cancel in the sum (with one multiply per word, flipping the top bit
+ * of any two words would). */
 static __always_inline __u64 natra_mix_word(__u64 k, __u64 c1, __u64 c2)
 {
 	return natra_rotl64(k * c1, 31) * c2;

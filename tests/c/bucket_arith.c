@@ -1379,6 +1379,22 @@ static void test_flow_hash(void)
 	CHECK(flips4 > trials4 * 28 && flips4 < trials4 * 36,
 	      "IPv4 avalanche: %.2f of 64 output bits flip per input bit",
 	      (double)flips4 / trials4);
+	/* the same bit flipped in two address words at once: the words' mixes
+	 * are summed, and must not cancel (a linear mix per word would, at the
+	 * top bit of each 64-bit word) */
+	{
+		int cancelled = 0;
+
+		for (int i = 0; i < 8; i++)
+			for (int j = i + 1; j < 8; j++)
+				for (int bit = 0; bit < 32; bit++) {
+					b = a;
+					(i < 4 ? b.saddr : b.daddr)[i % 4] ^= 1u << bit;
+					(j < 4 ? b.saddr : b.daddr)[j % 4] ^= 1u << bit;
+					cancelled += flow_hash(&a) == flow_hash(&b);
+				}
+		CHECK(cancelled == 0, "%d two-word bit flips kept the hash", cancelled);
+	}
 	/* high 96 bits of each address */
 	for (int w = 0; w < 3; w++) {
 		b = a;
