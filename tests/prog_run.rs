@@ -27,7 +27,9 @@ use std::os::fd::{AsFd, AsRawFd};
 
 use libbpf_rs::skel::{OpenSkel, Skel, SkelBuilder};
 use libbpf_rs::{MapCore, MapFlags, ProgramInput, ProgramMut};
-use natra::dataplane::maps::{heavy_flows_estimate, read_counters, write_config};
+use natra::dataplane::maps::{
+    heavy_flows_estimate, read_bucket, read_counters, write_bucket, write_config,
+};
 use natra::dataplane::skeleton::types::{__sk_buff, natra_bucket_state, natra_counters};
 use natra::dataplane::skeleton::{NatraSkel, NatraSkelBuilder};
 use natra::dataplane::Direction;
@@ -264,75 +266,14 @@ fn configure(skel: &NatraSkel<'_>, dir: Direction, rate_bits: u64) -> BucketPara
 /// compared with the wrong epoch).
 const FROZEN_EPOCH: u32 = 100;
 
-/// Writes the direction's bucket state; padding is left 0.
+/// Writes the direction's bucket state.
 fn set_state(skel: &NatraSkel<'_>, dir: Direction, st: &natra_bucket_state) {
-    // Field by field into the map's value layout (epoch, level, last_ns,
-    // epoch_start_ns, heavy_seen, heavy_seen_prev, clock_jiffies, clock_ns).
-    let mut value = vec![0u8; size_of::<natra_bucket_state>()];
-    let mut put = |off: usize, bytes: &[u8]| value[off..off + bytes.len()].copy_from_slice(bytes);
-    put(
-        offset_of!(natra_bucket_state, epoch),
-        &st.epoch.to_ne_bytes(),
-    );
-    put(
-        offset_of!(natra_bucket_state, level),
-        &st.level.to_ne_bytes(),
-    );
-    put(
-        offset_of!(natra_bucket_state, last_ns),
-        &st.last_ns.to_ne_bytes(),
-    );
-    put(
-        offset_of!(natra_bucket_state, epoch_start_ns),
-        &st.epoch_start_ns.to_ne_bytes(),
-    );
-    put(
-        offset_of!(natra_bucket_state, heavy_seen),
-        &st.heavy_seen.to_ne_bytes(),
-    );
-    put(
-        offset_of!(natra_bucket_state, heavy_seen_prev),
-        &st.heavy_seen_prev.to_ne_bytes(),
-    );
-    put(
-        offset_of!(natra_bucket_state, clock_jiffies),
-        &st.clock_jiffies.to_ne_bytes(),
-    );
-    put(
-        offset_of!(natra_bucket_state, clock_ns),
-        &st.clock_ns.to_ne_bytes(),
-    );
-    skel.maps
-        .natra_bucket
-        .update(&dir.index().to_ne_bytes(), &value, MapFlags::ANY)
-        .expect("write the bucket map");
+    write_bucket(skel.maps.natra_bucket.as_fd(), dir, st).expect("write the bucket map");
 }
 
 /// The direction's whole bucket state.
 fn state(skel: &NatraSkel<'_>, dir: Direction) -> natra_bucket_state {
-    let v = skel
-        .maps
-        .natra_bucket
-        .lookup(&dir.index().to_ne_bytes(), MapFlags::ANY)
-        .expect("read the bucket map")
-        .expect("array maps always have the entry");
-    assert_eq!(v.len(), size_of::<natra_bucket_state>());
-    let u64_at = |off: usize| u64::from_ne_bytes(v[off..off + 8].try_into().unwrap());
-    natra_bucket_state {
-        epoch: u32::from_ne_bytes(
-            v[offset_of!(natra_bucket_state, epoch)..][..4]
-                .try_into()
-                .unwrap(),
-        ),
-        level: u64_at(offset_of!(natra_bucket_state, level)) as i64,
-        last_ns: u64_at(offset_of!(natra_bucket_state, last_ns)),
-        epoch_start_ns: u64_at(offset_of!(natra_bucket_state, epoch_start_ns)),
-        heavy_seen: u64_at(offset_of!(natra_bucket_state, heavy_seen)),
-        heavy_seen_prev: u64_at(offset_of!(natra_bucket_state, heavy_seen_prev)),
-        clock_jiffies: u64_at(offset_of!(natra_bucket_state, clock_jiffies)),
-        clock_ns: u64_at(offset_of!(natra_bucket_state, clock_ns)),
-        ..Default::default()
-    }
+    read_bucket(skel.maps.natra_bucket.as_fd(), dir).expect("read the bucket map")
 }
 
 /// A bucket whose level no clock reading will refill, in an epoch that no

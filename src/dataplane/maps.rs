@@ -75,24 +75,46 @@ pub fn write_bucket_full(
     p: &BucketParams,
     now_ns: u64,
 ) -> Result<()> {
-    let key = dir.index();
-    let value = natra_bucket_state {
+    let state = natra_bucket_state {
         level: (p.burst_bytes * 1_000_000_000) as i64,
         last_ns: now_ns,
         epoch_start_ns: now_ns,
         ..Default::default()
     };
-    // SAFETY: key and value are live values of the map's key (u32) and value
+    write_bucket(map, dir, &state)
+}
+
+/// Writes a direction's whole bucket state.
+pub fn write_bucket(map: BorrowedFd<'_>, dir: Direction, state: &natra_bucket_state) -> Result<()> {
+    let key = dir.index();
+    // SAFETY: key and state are live values of the map's key (u32) and value
     // (struct natra_bucket_state) types; the kernel copies them.
     let rc = unsafe {
         libbpf_sys::bpf_map_update_elem(
             map.as_raw_fd(),
             (&key as *const u32).cast::<c_void>(),
-            (&value as *const natra_bucket_state).cast::<c_void>(),
+            (state as *const natra_bucket_state).cast::<c_void>(),
             libbpf_sys::BPF_ANY as u64,
         )
     };
     check(rc, "cannot write the bucket map")
+}
+
+/// Reads a direction's whole bucket state.
+pub fn read_bucket(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_bucket_state> {
+    let key = dir.index();
+    let mut state = natra_bucket_state::default();
+    // SAFETY: state is a writable natra_bucket_state, the map's value type;
+    // the kernel writes exactly value_size bytes into it.
+    let rc = unsafe {
+        libbpf_sys::bpf_map_lookup_elem(
+            map.as_raw_fd(),
+            (&key as *const u32).cast::<c_void>(),
+            (&mut state as *mut natra_bucket_state).cast::<c_void>(),
+        )
+    };
+    check(rc, "cannot read the bucket map")?;
+    Ok(state)
 }
 
 pub fn read_config(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_config> {
