@@ -51,9 +51,7 @@ fn run_cni() -> ExitCode {
                 "{} failed: {e}",
                 std::env::var("CNI_COMMAND").unwrap_or_default()
             );
-            let version = serde_json::from_slice::<serde_json::Value>(&stdin)
-                .ok()
-                .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))
+            let version = cni::gojson::top_level_str(&stdin, "cniVersion")
                 .unwrap_or_else(|| cni::verbs::latest_version().to_owned());
             let body = cni::result::error(&version, cni_code(e.kind), &e.msg, &e.details);
             let _ = writeln!(stdout, "{body}");

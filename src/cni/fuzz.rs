@@ -28,6 +28,17 @@ impl Rng {
         &items[(self.next() % items.len() as u64) as usize]
     }
 
+    /// A field name as a runtime may spell it: as tagged, Go's field name
+    /// (what containerd and CRI-O send), or in any case.
+    fn spelling(&mut self, name: &str) -> String {
+        match self.next() % 4 {
+            0 => name.to_owned(),
+            1 => name[..1].to_uppercase() + &name[1..],
+            2 => name.to_uppercase(),
+            _ => name.to_lowercase(),
+        }
+    }
+
     /// A value of any JSON shape, biased to the edges that matter.
     fn value(&mut self) -> Value {
         match self.next() % 12 {
@@ -81,7 +92,7 @@ fn random_netconf(rng: &mut Rng) -> Value {
     ];
     for f in fields {
         if rng.next() % 3 == 0 {
-            conf.insert(f.into(), rng.value());
+            conf.insert(rng.spelling(f), rng.value());
         }
     }
     let mut rc = Map::new();
@@ -89,7 +100,7 @@ fn random_netconf(rng: &mut Rng) -> Value {
         let mut bw = Map::new();
         for f in &fields[..4] {
             if rng.next() % 2 == 0 {
-                bw.insert((*f).into(), rng.value());
+                bw.insert(rng.spelling(f), rng.value());
             }
         }
         rc.insert("bandwidth".into(), Value::Object(bw));
@@ -134,11 +145,11 @@ fn random_netconfs_never_panic_and_accepted_limits_are_runnable() {
     for _ in 0..iters {
         let doc = random_netconf(&mut rng);
         let bytes = doc.to_string().into_bytes();
-        let _ = FailurePolicy::from_netconf(&doc);
-        let _ = options::parse_with_env(&bytes, |_| None);
         let Ok(conf) = NetConf::parse(&bytes) else {
             continue;
         };
+        let _ = FailurePolicy::from_netconf(&conf);
+        let _ = options::parse_with_env(&conf, |_| None);
         if let Ok(limits) = conf.pod_limits() {
             accepted += 1;
             for p in [limits.pod_ingress, limits.pod_egress]

@@ -5,30 +5,16 @@ use std::collections::HashSet;
 use std::fs;
 use std::io;
 
-use serde::Deserialize;
-use serde_json::Value;
-
+use super::config::NetConf;
 use crate::dataplane::{self, pins};
 use crate::error::{Error, ErrorKind, Result};
 
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Attachment {
-    #[serde(rename = "containerID")]
-    container_id: String,
-    ifname: String,
-}
-
 /// The attachments the runtime keeps: `cni.dev/valid-attachments` (the spec's
 /// key) and `cni.dev/attachments` (what some libcni versions send), merged.
-fn valid_dir_names(stdin: &Value) -> Result<HashSet<String>> {
+fn valid_dir_names(conf: &NetConf) -> HashSet<String> {
     let mut names = HashSet::new();
-    for key in ["cni.dev/valid-attachments", "cni.dev/attachments"] {
-        let Some(list) = stdin.get(key) else { continue };
-        let list: Vec<Attachment> = serde_json::from_value(list.clone()).map_err(|e| {
-            Error::new(ErrorKind::Decode, format!("cannot decode {key}")).with_details(e)
-        })?;
-        for a in list {
+    for list in [&conf.valid_attachments, &conf.attachments] {
+        for a in list.iter().flatten() {
             match pins::attachment_dir_name(&a.container_id, &a.ifname) {
                 Ok(name) => {
                     names.insert(name);
@@ -38,13 +24,13 @@ fn valid_dir_names(stdin: &Value) -> Result<HashSet<String>> {
             }
         }
     }
-    Ok(names)
+    names
 }
 
 /// Removes every attachment directory under the pin root that is not listed.
 /// Returns the directory names removed.
-pub fn collect(stdin: &Value) -> Result<Vec<String>> {
-    let keep = valid_dir_names(stdin)?;
+pub fn collect(conf: &NetConf) -> Result<Vec<String>> {
+    let keep = valid_dir_names(conf);
     let root = pins::pin_root();
     let entries = match fs::read_dir(&root) {
         Ok(e) => e,
@@ -71,7 +57,12 @@ pub fn collect(stdin: &Value) -> Result<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use crate::error::ErrorKind;
+    use serde_json::{json, Value};
+
+    fn conf(doc: Value) -> Result<NetConf> {
+        NetConf::decode(doc.to_string().as_bytes())
+    }
 
     #[test]
     fn both_keys_are_read_and_merged() {
@@ -80,7 +71,7 @@ mod tests {
             "cni.dev/valid-attachments": [{"containerID": "a", "ifname": "eth0"}],
             "cni.dev/attachments": [{"containerID": "b.c", "ifname": "eth0"}]
         });
-        let names = valid_dir_names(&stdin).unwrap();
+        let names = valid_dir_names(&conf(stdin).unwrap());
         assert_eq!(
             names,
             HashSet::from(["a:eth0".to_string(), "b~c:eth0".to_string()])
@@ -89,17 +80,18 @@ mod tests {
 
     #[test]
     fn hostile_entries_are_skipped_not_fatal() {
-        let stdin = json!({"cni.dev/valid-attachments": [
+        let stdin = json!({"cniVersion": "1.1.0", "cni.dev/valid-attachments": [
             {"containerID": "../x", "ifname": "eth0"}, {"containerID": "ok", "ifname": "eth0"}]});
         assert_eq!(
-            valid_dir_names(&stdin).unwrap(),
+            valid_dir_names(&conf(stdin).unwrap()),
             HashSet::from(["ok:eth0".to_string()])
         );
     }
 
     #[test]
     fn a_malformed_list_is_a_decode_error() {
-        let stdin = json!({"cni.dev/valid-attachments": [{"containerID": 5}]});
-        assert_eq!(valid_dir_names(&stdin).unwrap_err().kind, ErrorKind::Decode);
+        let stdin =
+            json!({"cniVersion": "1.1.0", "cni.dev/valid-attachments": [{"containerID": 5}]});
+        assert_eq!(conf(stdin).unwrap_err().kind, ErrorKind::Decode);
     }
 }

@@ -3,6 +3,7 @@ pub mod config;
 pub mod env;
 mod fuzz;
 pub mod gc;
+pub mod gojson;
 pub mod lock;
 pub mod options;
 pub mod policy;

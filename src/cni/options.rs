@@ -1,4 +1,4 @@
-//! natra's attach options, read from the raw netconf on stdin and overridden
+//! natra's attach options, read from the decoded netconf and overridden
 //! by the environment (netconf < env):
 //!
 //! | netconf | env | values |
@@ -8,39 +8,27 @@
 //!
 //! An unknown value is refused with CNI error 7 naming the field (or the
 //! variable) and the value. An empty variable counts as unset.
-use serde::Deserialize;
 use serde_json::Value;
 
+use super::config::NetConf;
 use crate::dataplane::modes::{AttachMode, EdtPacing, ModeChoice, Options};
-use crate::error::{Context, Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 
 pub const ATTACH_MODE_ENV: &str = "NATRA_ATTACH_MODE";
 pub const EDT_PACING_ENV: &str = "NATRA_EDT_PACING";
 
-/// The netconf fields, raw: a wrong type is reported like a wrong value.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct RawOptions {
-    #[serde(default)]
-    attach_mode: Option<Value>,
-    #[serde(default)]
-    edt_pacing: Option<Value>,
-}
-
-/// The options of this invocation: stdin's netconf, then the environment.
-pub fn parse(stdin: &[u8]) -> Result<Options> {
-    parse_with_env(stdin, |name| std::env::var(name).ok())
+/// The options of this invocation: the netconf's, then the environment.
+pub fn parse(conf: &NetConf) -> Result<Options> {
+    parse_with_env(conf, |name| std::env::var(name).ok())
 }
 
 /// [`parse`] with the environment given as a lookup (for tests).
-pub fn parse_with_env(stdin: &[u8], env: impl Fn(&str) -> Option<String>) -> Result<Options> {
-    let raw: RawOptions = serde_json::from_slice(stdin)
-        .context(ErrorKind::Decode, "cannot decode the network configuration")?;
+pub fn parse_with_env(conf: &NetConf, env: impl Fn(&str) -> Option<String>) -> Result<Options> {
     let mut opts = Options::default();
-    if let Some(value) = raw.attach_mode {
+    if let Some(value) = conf.attach_mode.clone() {
         opts.mode = mode_choice("attachMode", &netconf_string("attachMode", value)?)?;
     }
-    if let Some(value) = raw.edt_pacing {
+    if let Some(value) = conf.edt_pacing.clone() {
         opts.edt = edt_pacing("edtPacing", &netconf_string("edtPacing", value)?)?;
     }
     if let Some(value) = env(ATTACH_MODE_ENV).filter(|v| !v.is_empty()) {
@@ -94,9 +82,16 @@ mod tests {
         None
     }
 
+    /// A netconf of `fields` (a JSON object's members, or nothing).
+    fn conf(fields: &[u8]) -> NetConf {
+        let mut doc: serde_json::Map<String, Value> = serde_json::from_slice(fields).unwrap();
+        doc.entry("cniVersion").or_insert("1.0.0".into());
+        NetConf::decode(Value::Object(doc).to_string().as_bytes()).unwrap()
+    }
+
     #[test]
     fn defaults_are_auto() {
-        let opts = parse_with_env(br#"{"cniVersion":"1.0.0"}"#, no_env).unwrap();
+        let opts = parse_with_env(&conf(br#"{"cniVersion":"1.0.0"}"#), no_env).unwrap();
         assert_eq!(opts, Options::default());
         assert_eq!(opts.mode, ModeChoice::Auto);
         assert_eq!(opts.edt, EdtPacing::Auto);
@@ -105,7 +100,7 @@ mod tests {
     #[test]
     fn netconf_fields_are_read() {
         let opts = parse_with_env(
-            br#"{"cniVersion":"1.0.0","attachMode":"clsact-podside","edtPacing":"off"}"#,
+            &conf(br#"{"cniVersion":"1.0.0","attachMode":"clsact-podside","edtPacing":"off"}"#),
             no_env,
         )
         .unwrap();
@@ -116,7 +111,7 @@ mod tests {
     #[test]
     fn env_wins_over_netconf_and_empty_env_is_unset() {
         let stdin = br#"{"attachMode":"clsact-podside","edtPacing":"off"}"#;
-        let opts = parse_with_env(stdin, |name| match name {
+        let opts = parse_with_env(&conf(stdin), |name| match name {
             ATTACH_MODE_ENV => Some("tcx-hostside".into()),
             EDT_PACING_ENV => Some("on".into()),
             _ => None,
@@ -124,7 +119,7 @@ mod tests {
         .unwrap();
         assert_eq!(opts.mode, ModeChoice::Explicit(AttachMode::TcxHostside));
         assert_eq!(opts.edt, EdtPacing::On);
-        let opts = parse_with_env(stdin, |_| Some(String::new())).unwrap();
+        let opts = parse_with_env(&conf(stdin), |_| Some(String::new())).unwrap();
         assert_eq!(opts.mode, ModeChoice::Explicit(AttachMode::ClsactPodside));
     }
 
@@ -135,11 +130,11 @@ mod tests {
             (br#"{"edtPacing":"yes"}"#, "edtPacing", "yes"),
             (br#"{"edtPacing":true}"#, "edtPacing", "true"),
         ] {
-            let e = parse_with_env(stdin, no_env).unwrap_err();
+            let e = parse_with_env(&conf(stdin), no_env).unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidConfig, "{e}");
             assert!(e.msg.contains(field) && e.msg.contains(value), "{e}");
         }
-        let e = parse_with_env(b"{}", |name| {
+        let e = parse_with_env(&conf(b"{}"), |name| {
             (name == ATTACH_MODE_ENV).then(|| "sideways".to_owned())
         })
         .unwrap_err();

@@ -8,6 +8,7 @@
 //! (ADD's rollback has already run).
 use serde_json::Value;
 
+use super::config::NetConf;
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -18,8 +19,12 @@ pub enum FailurePolicy {
 }
 
 impl FailurePolicy {
-    pub fn from_netconf(stdin: &Value) -> Result<FailurePolicy> {
-        match stdin.get("failurePolicy") {
+    pub fn from_netconf(conf: &NetConf) -> Result<FailurePolicy> {
+        Self::from_value(conf.failure_policy.as_ref())
+    }
+
+    fn from_value(value: Option<&Value>) -> Result<FailurePolicy> {
+        match value {
             None | Some(Value::Null) => Ok(FailurePolicy::Fail),
             Some(Value::String(s)) if s == "fail" => Ok(FailurePolicy::Fail),
             Some(Value::String(s)) if s == "ignore" => Ok(FailurePolicy::Ignore),
@@ -39,14 +44,14 @@ mod tests {
     #[test]
     fn default_is_fail_and_bad_values_are_named() {
         assert_eq!(
-            FailurePolicy::from_netconf(&json!({})).unwrap(),
+            FailurePolicy::from_value(None).unwrap(),
             FailurePolicy::Fail
         );
         assert_eq!(
-            FailurePolicy::from_netconf(&json!({"failurePolicy": "ignore"})).unwrap(),
+            FailurePolicy::from_value(Some(&json!("ignore"))).unwrap(),
             FailurePolicy::Ignore
         );
-        let e = FailurePolicy::from_netconf(&json!({"failurePolicy": "Ignore"})).unwrap_err();
+        let e = FailurePolicy::from_value(Some(&json!("Ignore"))).unwrap_err();
         assert!(e.msg.contains("Ignore"));
     }
 }

@@ -22,10 +22,11 @@ pub const EGRESS_ANNOTATION: &str = "kubernetes.io/egress-bandwidth";
 /// runtimeConfig keys under which runtimes pass the Pod's annotations.
 pub const ANNOTATION_KEYS: [&str; 2] = ["podAnnotations", "io.kubernetes.cri.pod-annotations"];
 
-/// The Pod's annotations from `runtimeConfig`, if the runtime passed any.
-pub fn pod_annotations(stdin: &Value) -> Result<Option<Map<String, Value>>> {
-    for key in ANNOTATION_KEYS {
-        match stdin.get("runtimeConfig").and_then(|rc| rc.get(key)) {
+/// The Pod's annotations from `runtimeConfig`, if the runtime passed any:
+/// the values under [`ANNOTATION_KEYS`], in that order, the first set wins.
+pub fn pod_annotations(values: [Option<&Value>; 2]) -> Result<Option<Map<String, Value>>> {
+    for (key, value) in ANNOTATION_KEYS.into_iter().zip(values) {
+        match value {
             None | Some(Value::Null) => continue,
             Some(Value::Object(map)) => return Ok(Some(map.clone())),
             Some(other) => {
@@ -134,18 +135,15 @@ mod tests {
 
     #[test]
     fn annotations_are_read_under_both_runtime_keys() {
-        for key in ANNOTATION_KEYS {
-            let stdin = json!({"runtimeConfig": {key: {INGRESS_ANNOTATION: "5M"}}});
-            let a = pod_annotations(&stdin).unwrap().unwrap();
+        let value = json!({INGRESS_ANNOTATION: "5M"});
+        for values in [[Some(&value), None], [None, Some(&value)]] {
+            let a = pod_annotations(values).unwrap().unwrap();
             assert_eq!(
                 annotation_rate(&a, INGRESS_ANNOTATION).unwrap(),
                 Some(5_000_000)
             );
         }
-        assert_eq!(
-            pod_annotations(&json!({"runtimeConfig": {}})).unwrap(),
-            None
-        );
+        assert_eq!(pod_annotations([None, None]).unwrap(), None);
     }
 
     #[test]

@@ -4,18 +4,16 @@ use serde_json::Value;
 use super::config::{NetConf, SUPPORTED_VERSIONS};
 use super::env::{CniEnv, Command};
 use super::policy::FailurePolicy;
-use super::{gc, lock, options, result, status};
+use super::{gc, gojson, lock, options, result, status};
 use crate::dataplane::{self, modes, pins};
-use crate::error::{Context, Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::netlink::{self, Link};
 use crate::netns;
 
 /// Runs one invocation; returns what goes on stdout (None: nothing).
 pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
     if env.command == Command::Version {
-        let asked = serde_json::from_slice::<Value>(stdin)
-            .ok()
-            .and_then(|v| v["cniVersion"].as_str().map(str::to_owned))
+        let asked = gojson::top_level_str(stdin, "cniVersion")
             .unwrap_or_else(|| latest_version().to_owned());
         return Ok(Some(result::version(&asked, SUPPORTED_VERSIONS)));
     }
@@ -26,17 +24,13 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
     }
     let _lock = lock::lock_node()?;
     if env.command == Command::Gc {
-        let stdin: Value = serde_json::from_slice(stdin)
-            .context(ErrorKind::Decode, "cannot decode the GC request")?;
-        return gc::collect(&stdin).map(|_| None);
+        return gc::collect(&conf).map(|_| None);
     }
     let pins = pins::AttachmentPins::new(&pins::pin_root(), &env.container_id, &env.ifname)?;
     match env.command {
         Command::Add => {
-            let raw: Value = serde_json::from_slice(stdin)
-                .context(ErrorKind::Decode, "cannot decode the network configuration")?;
-            let policy = FailurePolicy::from_netconf(&raw)?;
-            match options::parse(stdin).and_then(|opts| add(env, &conf, &opts, &pins)) {
+            let policy = FailurePolicy::from_netconf(&conf)?;
+            match options::parse(&conf).and_then(|opts| add(env, &conf, &opts, &pins)) {
                 Err(e) if policy == FailurePolicy::Ignore => {
                     // install() rolled back; make sure of it before letting the Pod run.
                     let cleanup = dataplane::remove(&pins, env.netns.as_deref());
@@ -58,7 +52,7 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
             }
         }
         Command::Del => dataplane::remove(&pins, env.netns.as_deref()).map(|()| None),
-        Command::Check => check(env, &conf, &options::parse(stdin)?, &pins).map(|()| None),
+        Command::Check => check(env, &conf, &options::parse(&conf)?, &pins).map(|()| None),
         Command::Version | Command::Status | Command::Gc => unreachable!("answered above"),
     }
 }
