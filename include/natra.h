@@ -112,6 +112,17 @@ enum natra_attach_flags {
 	NATRA_ATTACH_EDT = 1 << 2,	   /* EDT pacing on: fq on the Pod's interface */
 };
 
+/* The Pod an attachment serves, as the runtime names it in CNI_ARGS
+ * (K8S_POD_NAMESPACE, K8S_POD_NAME, K8S_POD_UID), for `natra inspect` and the
+ * metrics' labels. NUL-terminated and NUL-padded; empty when the runtime
+ * passed none. Each holds Kubernetes' longest: a namespace is a DNS-1123
+ * label (63 bytes), a Pod name a DNS-1123 subdomain (253), a UID a UUID (36). */
+struct natra_pod_ref {
+	char namespace[64];
+	char name[256];
+	char uid[40];
+};
+
 /* What ADD did for one Pod interface (map natra_attach, key 0), so that DEL,
  * CHECK and GC undo or verify exactly that. Written by the control plane
  * only; the programs never read it. */
@@ -120,6 +131,7 @@ struct natra_attachment {
 	__u32 host_ifindex;	       /* host-side veth, in the host netns */
 	__u32 pod_ifindex;	       /* the Pod's interface, in the Pod's netns */
 	enum natra_attach_flags flags; /* bits of enum natra_attach_flags */
+	struct natra_pod_ref pod;      /* whose interface this is */
 };
 
 #endif /* NATRA_H */

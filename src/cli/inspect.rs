@@ -140,9 +140,16 @@ fn inspect_one(dir: &Path) -> Result<Value> {
             }
         }
     }
+    // The Pod as the runtime named it at ADD (CNI_ARGS); null before records
+    // carried it.
+    let pod = record
+        .as_ref()
+        .map(|r| r["pod"].clone())
+        .unwrap_or(Value::Null);
     Ok(json!({
         "containerId": container_id,
         "ifname": ifname,
+        "pod": pod,
         "pinDir": dir,
         "bpfMemlockBytes": memlock,
         "attachment": record,
@@ -220,6 +227,23 @@ fn prog_memlock(prog_id: u32) -> Option<u64> {
     Some(fdinfo_memlock(fd.as_raw_fd()))
 }
 
+/// A label value in the text exposition format: `\`, `"` and newlines escaped.
+fn label_value(v: &Value) -> String {
+    v.as_str()
+        .unwrap_or_default()
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// `namespace/name ` of the Pod, or nothing where the runtime gave no name.
+fn pod_prefix(a: &Value) -> String {
+    match (a["pod"]["namespace"].as_str(), a["pod"]["name"].as_str()) {
+        (Some(ns), Some(name)) if !name.is_empty() => format!("{ns}/{name} "),
+        _ => String::new(),
+    }
+}
+
 /// `natra stats --prometheus`: node_exporter textfile-collector format.
 pub fn prometheus(attachments: &[Value]) -> String {
     let mut out = String::new();
@@ -248,9 +272,11 @@ pub fn prometheus(attachments: &[Value]) -> String {
                         continue;
                     };
                     out.push_str(&format!(
-                        "{metric}{{container_id=\"{}\",ifname=\"{}\",direction=\"{dir}\",verdict=\"{verdict}\"}} {}\n",
-                        a["containerId"].as_str().unwrap_or_default(),
-                        a["ifname"].as_str().unwrap_or_default(),
+                        "{metric}{{namespace=\"{}\",pod=\"{}\",container_id=\"{}\",ifname=\"{}\",direction=\"{dir}\",verdict=\"{verdict}\"}} {}\n",
+                        label_value(&a["pod"]["namespace"]),
+                        label_value(&a["pod"]["name"]),
+                        label_value(&a["containerId"]),
+                        label_value(&a["ifname"]),
                         value
                     ));
                 }
@@ -274,7 +300,8 @@ pub fn stats_table(attachments: &[Value]) -> String {
                 .map(|(k, v)| format!("{}={v}", k.trim_end_matches("_packets")))
                 .collect();
             out.push_str(&format!(
-                "{}:{} {dir}: {}\n",
+                "{}{}:{} {dir}: {}\n",
+                pod_prefix(a),
                 a["containerId"].as_str().unwrap_or_default(),
                 a["ifname"].as_str().unwrap_or_default(),
                 if fields.is_empty() {
@@ -293,7 +320,8 @@ pub fn inspect_text(attachments: &[Value]) -> String {
     let mut out = String::new();
     for a in attachments {
         out.push_str(&format!(
-            "{} {}  mode {} flags {}  (pins {}, BPF memlock {} B)\n",
+            "{}{} {}  mode {} flags {}  (pins {}, BPF memlock {} B)\n",
+            pod_prefix(a),
             a["containerId"].as_str().unwrap_or_default(),
             a["ifname"].as_str().unwrap_or_default(),
             a["attachment"]["mode"].as_str().unwrap_or("?"),
@@ -318,4 +346,45 @@ pub fn inspect_text(attachments: &[Value]) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn attachment(pod: Value) -> Value {
+        json!({
+            "containerId": "c1", "ifname": "eth0", "pod": pod,
+            "directions": {"pod_egress": {"counters": {"dropped_packets": 7, "dropped_bytes": 700}}}
+        })
+    }
+
+    #[test]
+    fn series_carry_the_pods_namespace_and_name_escaped() {
+        let prom = prometheus(&[attachment(
+            json!({"namespace": "team-a", "name": "we\"b\\0\n", "uid": "u"}),
+        )]);
+        let line = prom
+            .lines()
+            .find(|l| l.starts_with("natra_packets_total{"))
+            .unwrap();
+        assert_eq!(
+            line,
+            r#"natra_packets_total{namespace="team-a",pod="we\"b\\0\n",container_id="c1",ifname="eth0",direction="pod_egress",verdict="dropped"} 7"#
+        );
+        assert!(
+            stats_table(&[attachment(json!({"namespace": "team-a", "name": "web"}))])
+                .starts_with("team-a/web c1:eth0 pod_egress: dropped=7")
+        );
+    }
+
+    #[test]
+    fn without_a_pod_name_the_labels_are_empty_and_text_shows_the_container() {
+        let prom = prometheus(&[attachment(Value::Null)]);
+        assert!(
+            prom.contains(r#"{namespace="",pod="",container_id="c1""#),
+            "{prom}"
+        );
+        assert!(stats_table(&[attachment(Value::Null)]).starts_with("c1:eth0 pod_egress"));
+    }
 }

@@ -1,6 +1,7 @@
 //! The CNI_* environment of one plugin invocation.
 use std::path::PathBuf;
 
+use crate::dataplane::record::PodRef;
 use crate::error::{Error, ErrorKind, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +37,26 @@ pub struct CniEnv {
     /// Empty on DEL when the runtime no longer has a netns.
     pub netns: Option<PathBuf>,
     pub ifname: String,
+    /// The Pod as the runtime names it in CNI_ARGS (empty where it does not).
+    pub pod: PodRef,
+}
+
+/// The Pod's identity from `CNI_ARGS`: `K=V` pairs split by `;`, as
+/// containerd and CRI-O send them (`IgnoreUnknown=1;K8S_POD_NAMESPACE=…;
+/// K8S_POD_NAME=…;K8S_POD_INFRA_CONTAINER_ID=…;K8S_POD_UID=…`). Other keys
+/// and pairs without `=` are ignored; the last of a repeated key wins.
+pub fn pod_from_cni_args(args: &str) -> PodRef {
+    let mut pod = PodRef::default();
+    for (key, value) in args.split(';').filter_map(|pair| pair.split_once('=')) {
+        let slot = match key {
+            "K8S_POD_NAMESPACE" => &mut pod.namespace,
+            "K8S_POD_NAME" => &mut pod.name,
+            "K8S_POD_UID" => &mut pod.uid,
+            _ => continue,
+        };
+        *slot = value.to_owned();
+    }
+    pod
 }
 
 impl CniEnv {
@@ -69,6 +90,7 @@ impl CniEnv {
                 container_id: String::new(),
                 netns: None,
                 ifname: String::new(),
+                pod: PodRef::default(),
             });
         }
         let netns = non_empty("CNI_NETNS").map(PathBuf::from);
@@ -83,6 +105,7 @@ impl CniEnv {
             container_id: required("CNI_CONTAINERID")?,
             netns,
             ifname: required("CNI_IFNAME")?,
+            pod: pod_from_cni_args(&get("CNI_ARGS").unwrap_or_default()),
         })
     }
 }
@@ -128,6 +151,35 @@ mod tests {
             let e = env(&[("CNI_COMMAND", verb)]).unwrap();
             assert!(!e.command.is_per_attachment());
         }
+    }
+
+    #[test]
+    fn the_pod_is_read_from_containerds_cni_args() {
+        let e = env(&[
+            ("CNI_COMMAND", "ADD"),
+            ("CNI_CONTAINERID", "c1"),
+            ("CNI_IFNAME", "eth0"),
+            ("CNI_NETNS", "/var/run/netns/x"),
+            (
+                "CNI_ARGS",
+                "IgnoreUnknown=1;K8S_POD_NAMESPACE=team-a;K8S_POD_NAME=web-0;\
+                 K8S_POD_INFRA_CONTAINER_ID=c1;K8S_POD_UID=0a1b2c3d-0000-4000-8000-123456789abc",
+            ),
+        ])
+        .unwrap();
+        assert_eq!(
+            e.pod,
+            PodRef {
+                namespace: "team-a".into(),
+                name: "web-0".into(),
+                uid: "0a1b2c3d-0000-4000-8000-123456789abc".into(),
+            }
+        );
+        assert_eq!(pod_from_cni_args(""), PodRef::default());
+        assert_eq!(
+            pod_from_cni_args("K8S_POD_NAME;K8S_POD_NAMESPACE=a=b;x=y").namespace,
+            "a=b"
+        );
     }
 
     #[test]

@@ -110,9 +110,14 @@ fn add(
     dataplane::remove(pins, Some(&target.netns))?;
     let installed = dataplane::install(pins, &target, &limits, opts)?;
     log::info!(
-        "{}:{}: limited with attachMode {} (EDT {}), host veth {} (ifindex {}): {:?}",
+        "{}:{}{}: limited with attachMode {} (EDT {}), host veth {} (ifindex {}): {:?}",
         env.container_id,
         env.ifname,
+        if env.pod.name.is_empty() {
+            String::new()
+        } else {
+            format!(" (pod {}/{})", env.pod.namespace, env.pod.name)
+        },
         installed.mode,
         if installed.edt { "on" } else { "off" },
         host.name,
@@ -201,6 +206,7 @@ fn pod_target(env: &CniEnv) -> Result<(Link, modes::Target)> {
         pod_ifname: pod.name.clone(),
         pod_ifindex: pod.index,
         host_ifindex: host.index,
+        pod: env.pod.clone(),
     };
     Ok((host, target))
 }

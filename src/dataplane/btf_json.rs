@@ -6,7 +6,8 @@ use libbpf_rs::btf::{Btf, BtfKind, BtfType, TypeId};
 use serde_json::{Map, Value};
 
 /// `bytes` (one value of the type) as JSON: structs become objects, enums
-/// their enumerator's name, integers numbers, arrays lists.
+/// their enumerator's name, integers numbers, `char` arrays strings (up to
+/// their first NUL), other arrays lists.
 pub fn render(btf: &Btf<'_>, ty: TypeId, bytes: &[u8]) -> Value {
     let Some(t) = btf.type_by_id::<BtfType<'_>>(ty) else {
         return Value::Null;
@@ -62,6 +63,11 @@ fn render_type(btf: &Btf<'_>, t: BtfType<'_>, bytes: &[u8]) -> Value {
                 return Value::Null;
             };
             let elem = a.contained_type().skip_mods_and_typedefs();
+            if elem.kind() == BtfKind::Int && elem.name().is_some_and(|n| n == "char") {
+                let text = bytes.get(..a.capacity()).unwrap_or(bytes);
+                let end = text.iter().position(|&b| b == 0).unwrap_or(text.len());
+                return Value::from(String::from_utf8_lossy(&text[..end]).into_owned());
+            }
             let size = type_size(elem);
             Value::Array(
                 (0..a.capacity())

@@ -35,7 +35,7 @@ use libbpf_rs::Program;
 use super::clsact::{self, Hook};
 use super::edt::{self, Fq};
 use super::pins::{self, AttachmentPins};
-use super::record::{self, Record, ATTACHMENT_MAP, EDT, OWNS_CLSACT, OWNS_FQ};
+use super::record::{self, PodRef, Record, ATTACHMENT_MAP, EDT, OWNS_CLSACT, OWNS_FQ};
 use super::{attach, Direction, FAIL_AFTER_ATTACHES_ENV};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::netns;
@@ -184,6 +184,8 @@ pub struct Target {
     pub pod_ifindex: u32,
     /// The host-side veth, in the host netns.
     pub host_ifindex: u32,
+    /// The Pod, as the runtime names it (CNI_ARGS), for the record.
+    pub pod: PodRef,
 }
 
 /// One load of the dataplane and the modes tried with it, in order.
@@ -380,6 +382,7 @@ fn attempt(
         host_ifindex: target.host_ifindex,
         pod_ifindex: target.pod_ifindex,
         flags: stage.flags(),
+        pod: target.pod.clone(),
     };
     record::write(record_map, Some(&rec))?;
     let result = attach_all(pins, target, progs, record_map, &mut rec);
@@ -554,6 +557,7 @@ pub fn verify_record(pins: &AttachmentPins, target: &Target, opts: &Options) -> 
             host_ifindex: target.host_ifindex,
             pod_ifindex: target.pod_ifindex,
             flags: 0,
+            pod: target.pod.clone(),
         });
     let mismatch = |msg: String| Error::new(ErrorKind::CheckMismatch, msg);
     if let ModeChoice::Explicit(want) = opts.mode {

@@ -10,7 +10,9 @@ use libbpf_rs::MapHandle;
 
 use super::modes::AttachMode;
 use super::pins::AttachmentPins;
-use super::skeleton::types::{natra_attach_flags, natra_attach_mode, natra_attachment};
+use super::skeleton::types::{
+    natra_attach_flags, natra_attach_mode, natra_attachment, natra_pod_ref,
+};
 use crate::error::{Context, Error, ErrorKind, Result};
 
 /// Pin name of the record map.
@@ -23,13 +25,62 @@ pub const OWNS_FQ: u32 = natra_attach_flags::NATRA_ATTACH_OWNS_FQ.0;
 /// EDT pacing is on (fq on the Pod's interface).
 pub const EDT: u32 = natra_attach_flags::NATRA_ATTACH_EDT.0;
 
+/// The Pod an attachment serves, as the runtime names it in CNI_ARGS
+/// (`struct natra_pod_ref`); empty strings where the runtime passed none.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
+impl PodRef {
+    fn to_raw(&self) -> natra_pod_ref {
+        let mut raw = natra_pod_ref::default();
+        c_chars(&mut raw.namespace, &self.namespace);
+        c_chars(&mut raw.name, &self.name);
+        c_chars(&mut raw.uid, &self.uid);
+        raw
+    }
+
+    fn from_raw(raw: &natra_pod_ref) -> PodRef {
+        PodRef {
+            namespace: from_c_chars(&raw.namespace),
+            name: from_c_chars(&raw.name),
+            uid: from_c_chars(&raw.uid),
+        }
+    }
+}
+
+/// `text` into a NUL-padded C char array, cut on a character boundary so
+/// that at least one NUL stays (Kubernetes' names always fit: include/natra.h).
+fn c_chars<C: Copy + From<i8>>(out: &mut [C], text: &str) {
+    let mut end = text.len().min(out.len() - 1);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    for (slot, &b) in out.iter_mut().zip(&text.as_bytes()[..end]) {
+        *slot = C::from(b as i8);
+    }
+}
+
+fn from_c_chars<C: Copy + Into<i16>>(raw: &[C]) -> String {
+    let bytes: Vec<u8> = raw
+        .iter()
+        .map(|&c| c.into() as u8)
+        .take_while(|&b| b != 0)
+        .collect();
+    String::from_utf8_lossy(&bytes).into_owned()
+}
+
 /// `struct natra_attachment` with a mode that is not NATRA_ATTACH_NONE.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Record {
     pub mode: AttachMode,
     pub host_ifindex: u32,
     pub pod_ifindex: u32,
     pub flags: u32,
+    pub pod: PodRef,
 }
 
 impl Record {
@@ -37,12 +88,13 @@ impl Record {
         self.flags & flag != 0
     }
 
-    fn to_raw(self) -> natra_attachment {
+    fn to_raw(&self) -> natra_attachment {
         natra_attachment {
             mode: self.mode.to_raw(),
             host_ifindex: self.host_ifindex,
             pod_ifindex: self.pod_ifindex,
             flags: natra_attach_flags(self.flags),
+            pod: self.pod.to_raw(),
         }
     }
 }
@@ -104,6 +156,7 @@ pub fn read(pins: &AttachmentPins) -> Result<Option<Record>> {
         host_ifindex: value.host_ifindex,
         pod_ifindex: value.pod_ifindex,
         flags: value.flags.0,
+        pod: PodRef::from_raw(&value.pod),
     }))
 }
 
@@ -125,6 +178,26 @@ impl AttachMode {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pod_refs_round_trip_and_are_cut_on_a_character_boundary() {
+        let pod = PodRef {
+            namespace: "kube-system".into(),
+            name: "web-7d9f".into(),
+            uid: "0a1b2c3d-0000-4000-8000-123456789abc".into(),
+        };
+        assert_eq!(PodRef::from_raw(&pod.to_raw()), pod);
+        let long = PodRef {
+            namespace: "é".repeat(40),
+            ..PodRef::default()
+        };
+        let back = PodRef::from_raw(&long.to_raw());
+        assert_eq!(back.namespace, "é".repeat(31));
+        assert_eq!(
+            PodRef::from_raw(&PodRef::default().to_raw()),
+            PodRef::default()
+        );
+    }
 
     #[test]
     fn modes_round_trip_and_none_is_no_mode() {
