@@ -22,6 +22,8 @@ pub enum ErrorKind {
     CheckMismatch,
     /// STATUS: the plugin cannot serve ADD on this node now.
     NotReady,
+    /// A transient condition (the node lock is held): the runtime retries.
+    TryAgainLater,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,3 +7,4 @@ pub mod limits;
 pub mod netlink;
 pub mod netns;
 pub mod qdisc;
+pub mod safefs;

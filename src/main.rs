@@ -25,6 +25,7 @@ fn cni_code(kind: ErrorKind) -> u32 {
         ErrorKind::Io => 5,
         ErrorKind::Decode => 6,
         ErrorKind::NotReady => 50,
+        ErrorKind::TryAgainLater => 11,
         ErrorKind::InvalidConfig => 7,
         ErrorKind::Dataplane => 100,
         ErrorKind::CheckMismatch => 101,
