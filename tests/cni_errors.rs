@@ -261,7 +261,11 @@ fn missing_netns_is_code_3() {
 /// Where a naive `root.join(id:ifname)` would land, resolved lexically.
 fn escape_target(root: &Path, id: &str) -> PathBuf {
     let mut out = PathBuf::new();
-    for c in root.join(format!("{id}:eth0")).components() {
+    for c in root
+        .join("natra-errors")
+        .join(format!("{id}:eth0"))
+        .components()
+    {
         match c {
             Component::ParentDir => {
                 out.pop();
@@ -425,7 +429,7 @@ fn successful_verbs_print_only_their_result() {
         prev,
         "ADD prints prevResult back, nothing else"
     );
-    let pin_dir = sandbox.root.join("okpod:eth0");
+    let pin_dir = sandbox.root.join("natra-errors/okpod:eth0");
     let ifindex = kernel::ifindex(&pod.host).unwrap();
     let ingress = kernel::pinned_tcx(&pin_dir.join("pod_ingress_link"));
     let egress = kernel::pinned_tcx(&pin_dir.join("pod_egress_link"));

@@ -467,3 +467,29 @@ fn repeated_add_keeps_one_link_per_direction() {
     assert_eq!(pod.pins(), None);
     net.assert_pin_root_clean();
 }
+
+#[test]
+#[ignore = "needs root: netns + bpffs (run via make test)"]
+fn an_older_natras_unkeyed_pins_are_checked_and_deleted() {
+    common::require_root();
+    let net = TestNet::new("lc-legacy", 248);
+    let pod = net.pod("a");
+    let bw = bandwidth(Some(RATE_BITS), Some(RATE_BITS));
+    pod.add(Some(&bw)).ok();
+    // natra before network keying pinned at <root>/<id>:<ifname>: move this
+    // Pod's state there, links and all, as a node upgraded under it has it.
+    let legacy = net.pin_root.join(format!("{}:eth0", pod.id));
+    fs::rename(pod.pin_dir(), &legacy).unwrap();
+    fs::remove_dir(pod.pin_dir().parent().unwrap()).unwrap();
+    let links: Vec<u32> = ["pod_ingress_link", "pod_egress_link"]
+        .iter()
+        .map(|l| kernel::pinned_tcx(&legacy.join(l)).id)
+        .collect();
+    pod.check(Some(&bw)).ok();
+    pod.del(Some(&bw)).ok();
+    assert!(!legacy.exists(), "DEL left the legacy pin directory");
+    for id in links {
+        assert!(!kernel::link_exists(id), "link {id} outlived DEL");
+    }
+    net.assert_pin_root_clean();
+}

@@ -144,7 +144,10 @@ fn gc_keeps_listed_pods_and_removes_the_rest() {
         assert!(!kernel::link_exists(id), "link {id} still exists after GC");
     }
     keep.check(Some(&bw)).ok();
-    assert_eq!(net.pin_root_entries(), vec![format!("{}:eth0", keep.id)]);
+    assert_eq!(
+        net.pin_root_entries(),
+        vec![format!("{}/{}:eth0", net.net_name, keep.id)]
+    );
 }
 
 #[test]

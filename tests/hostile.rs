@@ -250,3 +250,260 @@ fn a_held_lock_is_waited_for_a_bounded_time_then_code_11() {
     let (out, _) = wait_at_most(natra_del(&lock, &pins, &[]), Duration::from_secs(10)).unwrap();
     assert!(out.status.success(), "{out:?}");
 }
+
+/// A GC request for `net` keeping `valid` (None: no list at all).
+fn gc(net: &common::pod::TestNet, valid: Option<&[(&str, &str)]>) -> Output {
+    let mut conf =
+        serde_json::json!({"cniVersion": "1.1.0", "name": net.net_name, "type": "natra"});
+    if let Some(valid) = valid {
+        conf["cni.dev/valid-attachments"] = valid
+            .iter()
+            .map(|(id, ifname)| serde_json::json!({"containerID": id, "ifname": ifname}))
+            .collect();
+    }
+    common::plugin::natra_raw(&[("CNI_COMMAND", "GC")], &net.pin_root, &conf.to_string())
+}
+
+fn links_of(dir: &Path) -> Vec<u32> {
+    ["pod_ingress_link", "pod_egress_link"]
+        .iter()
+        .map(|l| common::kernel::pinned_tcx(&dir.join(l)).id)
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: netns + bpffs (run via make test)"]
+fn gc_of_a_pods_second_network_leaves_the_first_ones_limit() {
+    use common::pod::{bandwidth, TestNet};
+    common::require_root();
+    let bw = bandwidth(Some(20_000_000), Some(20_000_000));
+    let a = TestNet::new("gcnet-a", 245);
+    let b = a.another_network("gcnet-b", 246);
+    let pod = a.pod("p");
+    pod.add(Some(&bw)).ok();
+    let pod_b = pod.also_on(&b, "net1");
+    pod_b.add(Some(&bw)).ok();
+    let a_links = links_of(&pod.pin_dir());
+    eprintln!("pins: {:?}", a.pin_root_entries());
+
+    // Network B's GC keeps B's attachment: A's eth0 is none of its business.
+    let out = gc(&b, Some(&[(&pod.id, "net1")]));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        pod.pin_dir().is_dir(),
+        "network B's GC removed network A's attachment: {:?}",
+        a.pin_root_entries()
+    );
+    for id in &a_links {
+        assert!(
+            common::kernel::link_exists(*id),
+            "link {id} of network A is gone"
+        );
+    }
+    pod.check(Some(&bw)).ok();
+    pod_b.check(Some(&bw)).ok();
+
+    // A GC without a list is refused and removes nothing.
+    let out = gc(&b, None);
+    let e = cni_error(&out);
+    assert_eq!(e["code"], 7, "{e}");
+    assert!(pod_b.pin_dir().is_dir() && pod.pin_dir().is_dir());
+
+    // Network B's GC keeping nothing removes B's attachment only.
+    let out = gc(&b, Some(&[]));
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        !pod_b.pin_dir().exists(),
+        "B's GC left B's stale attachment"
+    );
+    assert!(pod.pin_dir().is_dir(), "B's GC removed A's attachment");
+    assert_eq!(
+        a.pin_root_entries(),
+        vec![format!("{}/{}:eth0", a.net_name, pod.id)]
+    );
+    pod.check(Some(&bw)).ok();
+}
+
+#[test]
+#[ignore = "needs root: netns + bpffs (run via make test)"]
+fn gc_goes_on_past_one_failed_removal() {
+    use common::pod::{bandwidth, TestNet};
+    common::require_root();
+    let bw = bandwidth(Some(20_000_000), None);
+    let net = TestNet::new("gcfail", 247);
+    let pods: Vec<_> = ["s1", "s2", "s3"].iter().map(|s| net.pod(s)).collect();
+    for p in &pods {
+        p.add(Some(&bw)).ok();
+    }
+    // State natra cannot unpin: a directory where a pin would be.
+    let stuck = net.pin_root.join(&net.net_name).join("stuck:eth0");
+    fs::create_dir_all(stuck.join("wedged/inner")).unwrap();
+    let out = gc(&net, Some(&[]));
+    let e = cni_error(&out);
+    assert!(
+        e["msg"].as_str().unwrap().contains("failed on 1"),
+        "GC must say what it could not remove: {e}"
+    );
+    for p in &pods {
+        assert!(!p.pin_dir().exists(), "GC stopped before {}", p.id);
+    }
+    assert!(stuck.is_dir());
+    fs::remove_dir_all(&stuck).unwrap();
+}
+
+/// A private bpffs, mode 1777 as bpffs mounts by default; unmounted on drop.
+struct PrivateBpffs(PathBuf);
+
+impl PrivateBpffs {
+    fn new(scratch: &Scratch) -> PrivateBpffs {
+        let mnt = scratch.0.join("bpf");
+        fs::create_dir_all(&mnt).unwrap();
+        let out = run(Command::new("mount").args(["-t", "bpf", "bpf", mnt.to_str().unwrap()]));
+        assert!(
+            out.status.success(),
+            "cannot mount a private bpffs: {out:?}"
+        );
+        fs::set_permissions(&mnt, fs::Permissions::from_mode(0o1777)).unwrap();
+        PrivateBpffs(mnt)
+    }
+}
+
+impl Drop for PrivateBpffs {
+    fn drop(&mut self) {
+        let _ = run(Command::new("umount").arg(&self.0));
+    }
+}
+
+fn as_nobody(args: &[&str]) {
+    let out = run(Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(args));
+    assert!(out.status.success(), "{args:?} as uid 65534: {out:?}");
+}
+
+/// GC and DEL of `network` with `pin_root`, as root.
+fn gc_and_del(pin_root: &Path) -> (Output, Output) {
+    let conf = r#"{"cniVersion":"1.1.0","name":"n","type":"natra","cni.dev/valid-attachments":[]}"#;
+    let gc = common::plugin::natra_raw(&[("CNI_COMMAND", "GC")], pin_root, conf);
+    let del = common::plugin::natra_cni("DEL", "c1", None, pin_root, conf);
+    (gc, del)
+}
+
+#[test]
+#[ignore = "needs root: a private bpffs and uid 65534 (run via make test)"]
+fn a_pin_root_planted_by_another_user_is_never_followed() {
+    common::require_root();
+    let scratch = Scratch::new("pinroot");
+    let bpffs = PrivateBpffs::new(&scratch);
+    // The victim: files root owns elsewhere, laid out as natra's would be.
+    let victim = scratch.0.join("victim");
+    for sub in ["c1:eth0", "n/c1:eth0", "n/other:eth0"] {
+        fs::create_dir_all(victim.join(sub)).unwrap();
+        fs::write(victim.join(sub).join("important"), b"keep").unwrap();
+    }
+    let count = || {
+        ["c1:eth0", "n/c1:eth0", "n/other:eth0"]
+            .iter()
+            .filter(|s| victim.join(s).join("important").exists())
+            .count()
+    };
+
+    // 1. Before natra made its pin root, uid 65534 makes it a symlink.
+    let link = bpffs.0.join("natra");
+    as_nobody(&["ln", "-s", victim.to_str().unwrap(), link.to_str().unwrap()]);
+    let (gc, del) = gc_and_del(&link);
+    eprintln!("symlinked root: GC {} / DEL {}", gc.status, del.status);
+    assert_eq!(
+        count(),
+        3,
+        "natra followed the planted symlink and deleted the victim's files"
+    );
+    assert!(cni_error(&gc)["msg"].as_str().unwrap().contains("symlink"));
+    assert!(
+        del.status.success(),
+        "DEL fails only where it owns something: {del:?}"
+    );
+
+    // 2. ... or a directory of its own, holding a symlink to the victim.
+    let theirs = bpffs.0.join("natra2");
+    as_nobody(&["mkdir", theirs.to_str().unwrap()]);
+    as_nobody(&[
+        "ln",
+        "-s",
+        victim.join("n").to_str().unwrap(),
+        theirs.join("n").to_str().unwrap(),
+    ]);
+    as_nobody(&[
+        "ln",
+        "-s",
+        victim.join("c1:eth0").to_str().unwrap(),
+        theirs.join("c1:eth0").to_str().unwrap(),
+    ]);
+    let (gc, del) = gc_and_del(&theirs);
+    assert_eq!(count(), 3, "natra worked in a pin root uid 65534 owns");
+    assert!(cni_error(&gc)["msg"]
+        .as_str()
+        .unwrap()
+        .contains("uid 65534"));
+    assert!(del.status.success(), "{del:?}");
+
+    // 3. natra's own root, made by natra: root's and 0700.
+    let ours = bpffs.0.join("natra3");
+    let (gc, _) = gc_and_del(&ours);
+    assert!(gc.status.success(), "{gc:?}");
+    common::plugin::natra_cni(
+        "DEL",
+        "c1",
+        None,
+        &ours,
+        r#"{"cniVersion":"1.0.0","name":"n","type":"natra"}"#,
+    );
+    fs::create_dir(&ours).unwrap();
+    fs::set_permissions(&ours, fs::Permissions::from_mode(0o755)).unwrap();
+    let (gc, _) = gc_and_del(&ours);
+    assert!(gc.status.success(), "{gc:?}");
+    let meta = fs::symlink_metadata(&ours).unwrap();
+    assert_eq!(
+        (meta.uid(), meta.mode() & 0o7777),
+        (0, 0o700),
+        "an older natra's 0755 root is narrowed"
+    );
+}
+
+#[test]
+#[ignore = "needs root: mounts bpffs (run via make test)"]
+fn natra_install_mounts_bpffs_closed_to_other_users() {
+    common::require_root();
+    let scratch = Scratch::new("install-bpffs");
+    let conf_dir = scratch.0.join("net.d");
+    let bin_dir = scratch.0.join("bin");
+    let mnt = scratch.0.join("bpf");
+    fs::create_dir_all(&conf_dir).unwrap();
+    fs::create_dir_all(&bin_dir).unwrap();
+    fs::write(
+        conf_dir.join("10-main.conflist"),
+        r#"{"cniVersion":"1.0.0","name":"main","plugins":[{"type":"ptp"}]}"#,
+    )
+    .unwrap();
+    let out = run(Command::new(natra_bin()).args([
+        "install",
+        "--cni-conf-dir",
+        conf_dir.to_str().unwrap(),
+        "--cni-bin-dir",
+        bin_dir.to_str().unwrap(),
+        "--bpffs",
+        mnt.to_str().unwrap(),
+    ]));
+    let mode = fs::metadata(&mnt).map(|m| m.mode() & 0o7777);
+    let fstype = run(Command::new("stat").args(["-f", "-c", "%T", mnt.to_str().unwrap()]));
+    let _ = run(Command::new("umount").arg(&mnt));
+    assert!(out.status.success(), "{out:?}");
+    assert!(fstype.stdout.starts_with(b"bpf"), "{fstype:?}");
+    let mode = mode.unwrap();
+    eprintln!("bpffs mounted by natra install: mode {mode:o}");
+    assert_eq!(
+        mode & 0o777,
+        0o700,
+        "bpffs mounted open to other users: {mode:o}"
+    );
+}

@@ -15,22 +15,43 @@ use crate::dataplane::{btf_json, Direction};
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::netlink;
 
-/// Every attachment under the pin root, as JSON.
-pub fn inspect_all(root: &Path) -> Result<Vec<Value>> {
-    let mut dirs: Vec<PathBuf> = match fs::read_dir(root) {
+/// The real directories (never symlinks) in `dir`, sorted.
+fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut dirs: Vec<PathBuf> = match fs::read_dir(dir) {
         Ok(entries) => entries
             .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| e.path())
-            .filter(|p| p.is_dir())
             .collect(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
         Err(e) => {
             return Err(Error::new(ErrorKind::Io, "cannot list the pin root")
-                .with_details(format!("{}: {e}", root.display())))
+                .with_details(format!("{}: {e}", dir.display())))
         }
     };
     dirs.sort();
-    dirs.iter().map(|d| inspect_one(d)).collect()
+    Ok(dirs)
+}
+
+/// Every attachment under the pin root, as JSON: `<root>/<network>/<id>:<if>`,
+/// and the legacy `<root>/<id>:<if>` of natra before network keying.
+pub fn inspect_all(root: &Path) -> Result<Vec<Value>> {
+    if !pins::trusted_root(root)? {
+        return Ok(Vec::new());
+    }
+    let mut all = Vec::new();
+    for dir in subdirs(root)? {
+        let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        if name.contains(':') {
+            all.push(inspect_one(&dir, None)?);
+            continue;
+        }
+        let network = name.replace('~', ".");
+        for attachment in subdirs(&dir)? {
+            all.push(inspect_one(&attachment, Some(&network))?);
+        }
+    }
+    Ok(all)
 }
 
 /// `<id>:<ifname>` with `~` back to `.`.
@@ -43,7 +64,7 @@ fn decode_dir_name(dir: &Path) -> (String, String) {
     (id.replace('~', "."), ifname.replace('~', "."))
 }
 
-fn inspect_one(dir: &Path) -> Result<Value> {
+fn inspect_one(dir: &Path, network: Option<&str>) -> Result<Value> {
     let (container_id, ifname) = decode_dir_name(dir);
     let attachment = pins::AttachmentPins {
         dir: dir.to_path_buf(),
@@ -147,6 +168,7 @@ fn inspect_one(dir: &Path) -> Result<Value> {
         .map(|r| r["pod"].clone())
         .unwrap_or(Value::Null);
     Ok(json!({
+        "network": network,
         "containerId": container_id,
         "ifname": ifname,
         "pod": pod,

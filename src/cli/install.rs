@@ -76,7 +76,9 @@ pub fn ensure_bpffs_mounted(path: &Path) -> Result<bool> {
         path,
         Some("bpf"),
         nix::mount::MsFlags::empty(),
-        None::<&str>,
+        // As systemd mounts it: only root may create pins at the top, so no
+        // other user can plant natra's pin root (or a symlink) first.
+        Some("mode=0700"),
     )
     .context(
         ErrorKind::Io,

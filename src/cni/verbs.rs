@@ -1,11 +1,14 @@
 //! The verbs: ADD, DEL, CHECK, VERSION, and (CNI 1.1) STATUS and GC.
+use std::path::Path;
+
 use serde_json::Value;
 
 use super::config::{NetConf, SUPPORTED_VERSIONS};
 use super::env::{CniEnv, Command};
 use super::policy::FailurePolicy;
 use super::{gc, gojson, lock, options, result, status};
-use crate::dataplane::{self, modes, pins};
+use crate::dataplane::pins::{self, AttachmentPins};
+use crate::dataplane::{self, modes};
 use crate::error::{Error, ErrorKind, Result};
 use crate::netlink::{self, Link};
 use crate::netns;
@@ -26,14 +29,13 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
     if env.command == Command::Gc {
         return gc::collect(&conf).map(|_| None);
     }
-    let pins = pins::AttachmentPins::new(&pins::pin_root(), &env.container_id, &env.ifname)?;
     match env.command {
         Command::Add => {
             let policy = FailurePolicy::from_netconf(&conf)?;
-            match options::parse(&conf).and_then(|opts| add(env, &conf, &opts, &pins)) {
+            match options::parse(&conf).and_then(|opts| add(env, &conf, &opts)) {
                 Err(e) if policy == FailurePolicy::Ignore => {
                     // install() rolled back; make sure of it before letting the Pod run.
-                    let cleanup = dataplane::remove(&pins, env.netns.as_deref());
+                    let cleanup = remove_attachment(env, &conf, env.netns.as_deref());
                     log::error!(
                         "failurePolicy=ignore: {}:{} starts UNLIMITED: {e}{}",
                         env.container_id,
@@ -51,10 +53,48 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
                 other => other.map(Some),
             }
         }
-        Command::Del => dataplane::remove(&pins, env.netns.as_deref()).map(|()| None),
-        Command::Check => check(env, &conf, &options::parse(&conf)?, &pins).map(|()| None),
+        Command::Del => remove_attachment(env, &conf, env.netns.as_deref()).map(|()| None),
+        Command::Check => check(env, &conf, &options::parse(&conf)?).map(|()| None),
         Command::Version | Command::Status | Command::Gc => unreachable!("answered above"),
     }
+}
+
+/// This attachment's pin directories: keyed by network (where ADD pins) and
+/// where natra pinned before it keyed by network. Refuses a container ID or
+/// ifname natra cannot name a directory after (code 4), and a network name
+/// (code 7).
+fn attachment_pins(env: &CniEnv, conf: &NetConf) -> Result<(AttachmentPins, AttachmentPins)> {
+    let root = pins::pin_root();
+    let legacy = AttachmentPins::legacy(&root, &env.container_id, &env.ifname)?;
+    let keyed = AttachmentPins::new(&root, &conf.name, &env.container_id, &env.ifname)?;
+    Ok((keyed, legacy))
+}
+
+/// DEL (and ADD's clean slate): removes what natra made for this attachment,
+/// keyed and legacy. A pin root that is not natra's (another user's, or a
+/// symlink) holds nothing natra made: it is reported and left alone.
+fn remove_attachment(env: &CniEnv, conf: &NetConf, netns: Option<&Path>) -> Result<()> {
+    let root = pins::pin_root();
+    let legacy = AttachmentPins::legacy(&root, &env.container_id, &env.ifname)?;
+    let keyed = match AttachmentPins::new(&root, &conf.name, &env.container_id, &env.ifname) {
+        Ok(p) => Some(p),
+        // No ADD pinned under a network name natra refuses.
+        Err(e) if e.kind == ErrorKind::InvalidConfig => None,
+        Err(e) => return Err(e),
+    };
+    match pins::trusted_root(&root) {
+        Ok(true) => {}
+        Ok(false) => return Ok(()),
+        Err(e) => {
+            log::warn!("{e}: natra made nothing there, and removes nothing");
+            return Ok(());
+        }
+    }
+    if let Some(keyed) = keyed {
+        dataplane::remove(&keyed, netns)?;
+        pins::prune_network_dir(&root, &conf.name);
+    }
+    dataplane::remove(&legacy, netns)
 }
 
 /// Each verb exists from a spec version on (CHECK 0.4.0, STATUS/GC 1.1.0).
@@ -85,17 +125,15 @@ pub fn latest_version() -> &'static str {
     SUPPORTED_VERSIONS.last().expect("at least one version")
 }
 
-fn add(
-    env: &CniEnv,
-    conf: &NetConf,
-    opts: &modes::Options,
-    pins: &pins::AttachmentPins,
-) -> Result<Value> {
+fn add(env: &CniEnv, conf: &NetConf, opts: &modes::Options) -> Result<Value> {
     let limits = conf.pod_limits()?;
     let passthrough = result::passthrough(conf.prev_result.as_ref(), &conf.cni_version);
     if limits.is_unlimited() {
-        // Still clear what an earlier ADD of this attachment may have left.
-        dataplane::remove(pins, env.netns.as_deref())?;
+        // Still clear what an earlier ADD of this attachment may have left;
+        // under names natra refuses, no ADD can have left anything.
+        if attachment_pins(env, conf).is_ok() {
+            remove_attachment(env, conf, env.netns.as_deref())?;
+        }
         log::info!(
             "{}:{}: no bandwidth limit requested; nothing loaded",
             env.container_id,
@@ -104,11 +142,13 @@ fn add(
         return Ok(passthrough);
     }
     require_prev_result(conf)?;
+    let (pins, _) = attachment_pins(env, conf)?;
     let (host, target) = pod_target(env)?;
-    pins::ensure_bpffs(&pins::pin_root())?;
+    pins::own_root(&pins::pin_root())?;
     // A repeated ADD replaces what the earlier one made.
-    dataplane::remove(pins, Some(&target.netns))?;
-    let installed = dataplane::install(pins, &target, &limits, opts)?;
+    remove_attachment(env, conf, Some(&target.netns))?;
+    let installed = dataplane::install(&pins, &target, &limits, opts)
+        .inspect_err(|_| pins::prune_network_dir(&pins::pin_root(), &conf.name))?;
     log::info!(
         "{}:{}{}: limited with attachMode {} (EDT {}), host veth {} (ifindex {}): {:?}",
         env.container_id,
@@ -127,26 +167,33 @@ fn add(
     Ok(passthrough)
 }
 
-fn check(
-    env: &CniEnv,
-    conf: &NetConf,
-    opts: &modes::Options,
-    pins: &pins::AttachmentPins,
-) -> Result<()> {
+fn check(env: &CniEnv, conf: &NetConf, opts: &modes::Options) -> Result<()> {
     require_prev_result(conf)?;
     let limits = conf.pod_limits()?;
     if limits.is_unlimited() {
-        if pins.exists() {
+        // Under names natra refuses, no ADD can have left anything.
+        let Ok((keyed, legacy)) = attachment_pins(env, conf) else {
+            return Ok(());
+        };
+        if let Some(found) = [keyed, legacy].iter().find(|p| p.exists()) {
             return Err(Error::new(
                 ErrorKind::CheckMismatch,
                 "no limit is configured but natra state exists",
             )
-            .with_details(pins.dir.display()));
+            .with_details(found.dir.display()));
         }
         return Ok(());
     }
+    let (keyed, legacy) = attachment_pins(env, conf)?;
+    pins::trusted_root(&pins::pin_root())?;
+    // A Pod an older natra limited keeps its legacy directory until DEL.
+    let pins = if !keyed.exists() && legacy.exists() {
+        legacy
+    } else {
+        keyed
+    };
     let (_, target) = pod_target(env)?;
-    dataplane::verify(pins, &target, &limits, opts)
+    dataplane::verify(&pins, &target, &limits, opts)
 }
 
 fn require_prev_result(conf: &NetConf) -> Result<()> {

@@ -1,15 +1,29 @@
 //! Where an attachment's BPF objects live in bpffs, and how its name is made.
 //!
-//! Layout (docs/pins.md): `<root>/<container id>:<ifname>/` holding the maps
-//! `config`, `bucket`, `counters` and one link per limited direction,
-//! `pod_ingress_link` / `pod_egress_link`. bpffs refuses `.` in names, so a
-//! `.` becomes `~`, which neither a container ID nor an accepted ifname can
-//! hold: the mapping stays one-to-one.
+//! Layout (docs/pins.md): `<root>/<network>/<container id>:<ifname>/`
+//! holding the maps `config`, `bucket`, `counters`, `attachment` and one link
+//! per limited direction, `pod_ingress_link` / `pod_egress_link`. An
+//! attachment is keyed as the CNI spec keys it, by network name as well, so
+//! that one network's DEL or GC never touches another network's attachment
+//! of the same Pod. bpffs refuses `.` in names, so a `.` becomes `~`, which
+//! no network name, container ID or accepted ifname can hold: the mapping
+//! stays one-to-one.
+//!
+//! natra before network keying pinned at `<root>/<container id>:<ifname>/`
+//! (a "legacy" directory: it holds a `:`, which a network's does not). DEL
+//! and a repeated ADD remove such a directory too; CHECK reads it while no
+//! keyed one exists; GC, which cannot tell its network, leaves it to DEL.
+//!
+//! The root is root's and 0700 (safefs.rs): bpffs is 1777 by default, so
+//! another user could otherwise make it first, or plant a symlink there.
+//! Nothing below it is followed through a symlink.
 use std::fs;
 use std::io;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Context, Error, ErrorKind, Result};
+use crate::safefs;
 
 pub const DEFAULT_PIN_ROOT: &str = "/sys/fs/bpf/natra";
 /// Overrides the pin root (tests use it to keep to a directory of their own).
@@ -18,6 +32,10 @@ pub const PIN_ROOT_ENV: &str = "NATRA_PIN_ROOT";
 pub const MAX_CONTAINER_ID_LEN: usize = 200;
 /// Linux's IFNAMSIZ less the terminating NUL.
 pub const MAX_IFNAME_LEN: usize = 15;
+/// Longest network name accepted: a bpffs name is at most NAME_MAX (255).
+pub const MAX_NETWORK_LEN: usize = 200;
+/// Mode of the pin root and every directory natra makes below it.
+pub const DIR_MODE: u32 = 0o700;
 
 pub const CONFIG_MAP: &str = "config";
 pub const BUCKET_MAP: &str = "bucket";
@@ -36,7 +54,23 @@ pub struct AttachmentPins {
 }
 
 impl AttachmentPins {
-    pub fn new(root: &Path, container_id: &str, ifname: &str) -> Result<AttachmentPins> {
+    /// `<root>/<network>/<container id>:<ifname>`.
+    pub fn new(
+        root: &Path,
+        network: &str,
+        container_id: &str,
+        ifname: &str,
+    ) -> Result<AttachmentPins> {
+        Ok(AttachmentPins {
+            dir: root
+                .join(network_dir_name(network)?)
+                .join(attachment_dir_name(container_id, ifname)?),
+        })
+    }
+
+    /// `<root>/<container id>:<ifname>`: where natra pinned before it keyed
+    /// attachments by network.
+    pub fn legacy(root: &Path, container_id: &str, ifname: &str) -> Result<AttachmentPins> {
         Ok(AttachmentPins {
             dir: root.join(attachment_dir_name(container_id, ifname)?),
         })
@@ -50,19 +84,37 @@ impl AttachmentPins {
         self.dir.join(format!("{program}_link"))
     }
 
+    /// A real directory (never a symlink's target) is there.
     pub fn exists(&self) -> bool {
-        self.dir.is_dir()
+        fs::symlink_metadata(&self.dir).is_ok_and(|m| m.is_dir())
     }
 
+    /// Makes the directory, and its network's; the root must be natra's
+    /// already ([`own_root`]).
     pub fn create(&self) -> Result<()> {
-        fs::create_dir_all(&self.dir).context(
-            ErrorKind::Io,
-            format!("cannot create pin directory {}", self.dir.display()),
-        )
+        if let Some(network_dir) = self.dir.parent() {
+            safefs::own_dir(network_dir, DIR_MODE)?;
+        }
+        match fs::DirBuilder::new().mode(DIR_MODE).create(&self.dir) {
+            Err(e) if e.kind() != io::ErrorKind::AlreadyExists => Err(Error::new(
+                ErrorKind::Io,
+                format!("cannot create pin directory {}", self.dir.display()),
+            )
+            .with_details(e)),
+            _ => safefs::own_dir(&self.dir, DIR_MODE),
+        }
     }
 
-    /// Unlinks every pin and the directory; absent is fine.
+    /// Unlinks every pin and the directory; absent is fine. A symlink in the
+    /// directory's place is unlinked itself, never followed.
     pub fn remove_all(&self) -> Result<()> {
+        if fs::symlink_metadata(&self.dir).is_ok_and(|m| m.file_type().is_symlink()) {
+            log::warn!(
+                "{} is a symlink: unlinking it, not what it points to",
+                self.dir.display()
+            );
+            return remove_if_present(&self.dir);
+        }
         let entries = match fs::read_dir(&self.dir) {
             Ok(e) => e,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
@@ -81,6 +133,35 @@ impl AttachmentPins {
             }
             _ => Ok(()),
         }
+    }
+}
+
+/// The pin root made natra's (before ADD pins anything): on a bpffs, a real
+/// directory owned by root, mode 0700; created so if absent.
+pub fn own_root(root: &Path) -> Result<()> {
+    ensure_bpffs(root)?;
+    safefs::own_dir(root, DIR_MODE)
+}
+
+/// Whether there is a pin root to read or clean up: false when absent; an
+/// error when it is not natra's (a symlink, or another user's), whose
+/// contents natra never made and never touches.
+pub fn trusted_root(root: &Path) -> Result<bool> {
+    if fs::symlink_metadata(root).is_err() {
+        return Ok(false);
+    }
+    safefs::own_dir(root, DIR_MODE).map(|()| true)
+}
+
+/// Removes `<root>/<network>` if DEL or GC left it empty.
+pub fn prune_network_dir(root: &Path, network: &str) {
+    let Ok(name) = network_dir_name(network) else {
+        return;
+    };
+    let dir = root.join(name);
+    if fs::symlink_metadata(&dir).is_ok_and(|m| m.is_dir()) {
+        // ENOTEMPTY: another attachment of the network lives on.
+        let _ = fs::remove_dir(&dir);
     }
 }
 
@@ -113,6 +194,29 @@ pub fn remove_if_present(path: &Path) -> Result<()> {
         }
         _ => Ok(()),
     }
+}
+
+/// A network's directory name: its name with `.` as `~`. The CNI spec's
+/// grammar (alphanumeric first, then alphanumerics, `_`, `.`, `-`) leaves no
+/// `/`, `:` or `~`, so the name can neither escape the root nor collide.
+pub fn network_dir_name(network: &str) -> Result<String> {
+    let ok = !network.is_empty()
+        && network.len() <= MAX_NETWORK_LEN
+        && network.starts_with(|c: char| c.is_ascii_alphanumeric())
+        && network
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!("invalid network name {network:?}"),
+        )
+        .with_details(format!(
+            "the netconf's name must be 1..={MAX_NETWORK_LEN} characters, start alphanumeric \
+             and hold only [A-Za-z0-9_.-]"
+        )));
+    }
+    Ok(network.replace('.', "~"))
 }
 
 /// `<container id>:<ifname>` with `.` as `~`; refuses what could escape the
@@ -214,12 +318,35 @@ mod tests {
     }
 
     #[test]
-    fn pins_sit_inside_the_root() {
-        let pins = AttachmentPins::new(Path::new("/sys/fs/bpf/natra"), "c1", "eth0").unwrap();
-        assert_eq!(pins.dir, PathBuf::from("/sys/fs/bpf/natra/c1:eth0"));
+    fn pins_sit_inside_the_root_under_their_network() {
+        let root = Path::new("/sys/fs/bpf/natra");
+        let pins = AttachmentPins::new(root, "k8s-pod-network", "c1", "eth0").unwrap();
+        assert_eq!(
+            pins.dir,
+            PathBuf::from("/sys/fs/bpf/natra/k8s-pod-network/c1:eth0")
+        );
         assert_eq!(
             pins.link("pod_ingress"),
-            PathBuf::from("/sys/fs/bpf/natra/c1:eth0/pod_ingress_link")
+            PathBuf::from("/sys/fs/bpf/natra/k8s-pod-network/c1:eth0/pod_ingress_link")
         );
+        let pins = AttachmentPins::new(root, "macvlan.conf", "c1", "net1").unwrap();
+        assert_eq!(
+            pins.dir,
+            PathBuf::from("/sys/fs/bpf/natra/macvlan~conf/c1:net1")
+        );
+        assert_eq!(
+            AttachmentPins::legacy(root, "c1", "eth0").unwrap().dir,
+            PathBuf::from("/sys/fs/bpf/natra/c1:eth0")
+        );
+    }
+
+    #[test]
+    fn hostile_network_names_are_refused() {
+        for name in ["", "../x", "a/b", ".x", "a:b", "a~b", "a b", "x\n"] {
+            let e = network_dir_name(name).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidConfig, "{name:?}");
+        }
+        assert!(network_dir_name(&"n".repeat(MAX_NETWORK_LEN + 1)).is_err());
+        assert_eq!(network_dir_name("cbr0").unwrap(), "cbr0");
     }
 }

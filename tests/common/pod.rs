@@ -238,6 +238,14 @@ impl TestNet {
         }
     }
 
+    /// A second network on the same node, as Multus adds one: its own name,
+    /// subnet and conflist, sharing this network's pin root.
+    pub fn another_network(&self, test: &str, subnet: u8) -> TestNet {
+        let mut net = TestNet::new(test, subnet);
+        net.pin_root = self.pin_root.clone();
+        net
+    }
+
     /// CNI_PATH: natra first, then the reference plugins.
     pub fn cni_path(&self) -> String {
         format!("{}:/usr/lib/cni", self.plugin_dir.display())
@@ -248,15 +256,34 @@ impl TestNet {
         Pod::new(self, short)
     }
 
-    /// Entries left under the pin root (empty when absent).
+    /// Entries left under the pin root (empty when absent): attachment
+    /// directories as `<network>/<id>:<ifname>` (or `<id>:<ifname>` in the
+    /// legacy layout), and a network directory left empty as `<network>/`.
     pub fn pin_root_entries(&self) -> Vec<String> {
-        match fs::read_dir(&self.pin_root) {
-            Ok(entries) => entries
-                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect(),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => panic!("cannot list {}: {e}", self.pin_root.display()),
+        let list = |dir: &Path| -> Vec<String> {
+            match fs::read_dir(dir) {
+                Ok(entries) => entries
+                    .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                    .collect(),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => panic!("cannot list {}: {e}", dir.display()),
+            }
+        };
+        let mut out = Vec::new();
+        for name in list(&self.pin_root) {
+            let dir = self.pin_root.join(&name);
+            if name.contains(':') || !dir.is_dir() {
+                out.push(name);
+                continue;
+            }
+            let children = list(&dir);
+            if children.is_empty() {
+                out.push(format!("{name}/"));
+            }
+            out.extend(children.into_iter().map(|c| format!("{name}/{c}")));
         }
+        out.sort();
+        out
     }
 
     /// Nothing of any Pod is pinned any more.
@@ -307,11 +334,24 @@ impl<'a> Pod<'a> {
         }
     }
 
-    /// `<pin root>/<container id>:<ifname>`.
+    /// `<pin root>/<network>/<container id>:<ifname>`.
     pub fn pin_dir(&self) -> PathBuf {
         self.net
             .pin_root
+            .join(&self.net.net_name)
             .join(format!("{}:{}", self.id, self.ifname))
+    }
+
+    /// This Pod's attachment to another network as `ifname`: the same netns
+    /// and container ID (a Multus-style second interface).
+    pub fn also_on<'b>(&self, net: &'b TestNet, ifname: &str) -> Pod<'b> {
+        Pod {
+            net,
+            id: self.id.clone(),
+            netns_name: self.netns_name.clone(),
+            netns_path: self.netns_path.clone(),
+            ifname: ifname.to_owned(),
+        }
     }
 
     /// Sorted names of the entries of the Pod's pin dir (None: no dir).
