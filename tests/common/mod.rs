@@ -25,6 +25,7 @@ pub fn repo_root() -> PathBuf {
 }
 
 pub mod bpf_cost;
+pub mod cri;
 pub mod iperf;
 pub mod kernel;
 pub mod mice;
