@@ -493,3 +493,94 @@ fn an_older_natras_unkeyed_pins_are_checked_and_deleted() {
     }
     net.assert_pin_root_clean();
 }
+
+/// natra's DEL for `pod`, called directly (not through libcni, whose other
+/// plugins judge the netns path their own way), with a watchdog.
+fn natra_del_direct(
+    pod: &Pod,
+    netns: &std::path::Path,
+) -> (std::process::Output, std::time::Duration) {
+    use std::io::Write;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let start = Instant::now();
+    let mut child = Command::new(common::natra_bin())
+        .env("CNI_COMMAND", "DEL")
+        .env("CNI_CONTAINERID", &pod.id)
+        .env("CNI_NETNS", netns)
+        .env("CNI_IFNAME", &pod.ifname)
+        .env("CNI_PATH", "/usr/lib/cni")
+        .env("NATRA_PIN_ROOT", &pod.net.pin_root)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let conf = format!(
+        r#"{{"cniVersion":"1.0.0","name":"{}","type":"natra"}}"#,
+        pod.net.net_name
+    );
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(conf.as_bytes())
+        .unwrap();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > Duration::from_secs(10) {
+            let _ = child.kill();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "DEL with CNI_NETNS {} hung for 10 s (the node lock held all along): {}",
+                netns.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (child.wait_with_output().unwrap(), start.elapsed())
+}
+
+#[test]
+#[ignore = "needs root: netns + bpffs (run via make test)"]
+fn del_is_best_effort_whatever_the_netns_path_holds() {
+    common::require_root();
+    // Pod-side clsact: the mode whose DEL has work to do inside the netns.
+    let net = TestNet::with_natra(
+        "lc-nsstale",
+        249,
+        serde_json::json!({"type": "natra", "capabilities": {"bandwidth": true},
+                           "attachMode": "clsact-podside"}),
+    );
+    let bw = bandwidth(Some(RATE_BITS), Some(RATE_BITS));
+    let stale = net.pod("stale");
+    let fifo = net.pod("fifo");
+    for (pod, what) in [(&stale, "a stale regular file"), (&fifo, "a FIFO")] {
+        pod.add(Some(&bw)).ok();
+        assert!(pod.pins().is_some());
+        // The netns goes; the runtime still passes its path, which now
+        // holds something that is not a netns.
+        pod.delete_netns();
+        let path = &pod.netns_path;
+        if pod.id == stale.id {
+            fs::write(path, b"").unwrap();
+        } else {
+            run_ok(Command::new("mkfifo").arg(path));
+        }
+        let (out, took) = natra_del_direct(pod, path);
+        eprintln!(
+            "DEL with {what} at CNI_NETNS: {} in {} ms",
+            out.status,
+            took.as_millis()
+        );
+        assert!(
+            out.status.success(),
+            "DEL with {what} at CNI_NETNS failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(pod.pins(), None, "DEL with {what} at CNI_NETNS left pins");
+        fs::remove_file(path).unwrap();
+    }
+    net.assert_pin_root_clean();
+}

@@ -502,7 +502,14 @@ fn undo_record(
         };
         match (rec.mode.is_pod_side(), netns) {
             (false, _) => work()?,
-            (true, Some(ns)) => netns::run_in_netns(ns, work)?,
+            // Best effort: a netns that cannot be entered (a stale file, or
+            // one being torn down) takes natra's filters with it, and what
+            // natra owns on the host side and in bpffs still goes.
+            (true, Some(ns)) => {
+                if let Err(e) = netns::run_in_netns(ns, work) {
+                    log::warn!("Pod-side clsact filters left to the Pod's netns: {e}");
+                }
+            }
             (true, None) => log::info!(
                 "the Pod's netns is gone: its clsact filters went with it; unpinning only"
             ),
@@ -513,7 +520,11 @@ fn undo_record(
     }
     if include_fq && rec.has(OWNS_FQ) {
         match netns {
-            Some(ns) => edt::remove_natra_fq(ns, rec.pod_ifindex)?,
+            Some(ns) => {
+                if let Err(e) = edt::remove_natra_fq(ns, rec.pod_ifindex) {
+                    log::warn!("natra's fq left to the Pod's netns: {e}");
+                }
+            }
             None => log::info!("the Pod's netns is gone: its fq went with it"),
         }
     }
