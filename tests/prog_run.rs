@@ -997,7 +997,10 @@ fn gso_tcp_packets_are_charged_per_segment_headers() {
         for segs in [1u32, 2, 3] {
             freeze_bucket(&skel, dir, full);
             let before = counters(&skel, dir);
-            let mut ctx = gso_ctx(segs, 1000);
+            // a gso_size that makes `segs` segments of the payload, as the
+            // kernel's gso_segs would say (natra charges what gso_size says)
+            let gso_size = ((pkt.len() - hdr) as u32).div_ceil(segs);
+            let mut ctx = gso_ctx(segs, gso_size);
             let r = run_ctx(&skel, dir, &pkt, Some(&mut ctx)).expect("BPF_PROG_RUN with gso ctx");
             assert_eq!(r.retval, RET_PASS, "{name} x{segs}");
             let wire = pkt.len() + (segs as usize - 1) * hdr;
@@ -2032,4 +2035,135 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
     let (ret, ts, _, _) = run_tstamp(&skel, ing, &pkt);
     assert_eq!((ret, ts), (RET_DROP, 0), "pod ingress paced");
     assert_eq!(counters(&skel, ing).paced_packets, 0);
+}
+
+/// A GSO packet from an untrusted source (SKB_GSO_DODGY: a packet socket
+/// with PACKET_VNET_HDR, which needs only CAP_NET_RAW, or tun/tap) reaches tc
+/// with `gso_segs` 0: the kernel computes it only when it segments (or
+/// validates) the packet, after tc. The wire still carries every segment's
+/// headers, and qdisc_pkt_len_init() charges them (DIV_ROUND_UP(len -
+/// headers, gso_size) segments for DODGY): so must natra, from `gso_size`,
+/// whatever `gso_segs` says (0, right, or understated). Issue 12, item 1: a
+/// Pod sending gso_size-100 frames this way passed ~1.5x its cap.
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn dodgy_gso_packets_are_charged_every_segments_headers() {
+    common::require_root();
+    let mut storage = MaybeUninit::uninit();
+    let skel = load(&mut storage);
+    const GSO_SIZE: usize = 100;
+    let ts_opt = [1, 1, 8, 10, 0, 0, 0, 1, 0, 0, 0, 2]; // NOP NOP timestamps
+    let mut wrong = Vec::new();
+    for dir in [Direction::PodIngress, Direction::PodEgress] {
+        let p = configure(&skel, dir, RATE_BITS);
+        let full = full(&p);
+        for (name, pkt, hdr) in [
+            // 3000 bytes: 30 full segments
+            (
+                "IPv4 TCP",
+                ipv4(0, IPPROTO_TCP, &[], &tcp(3000, &[])),
+                14 + 20 + 20,
+            ),
+            // 2950 bytes: 29 full segments and a half one
+            (
+                "IPv4 TCP, last segment short",
+                ipv4(0, IPPROTO_TCP, &[], &tcp(2950, &[])),
+                14 + 20 + 20,
+            ),
+            (
+                "IPv6 TCP+options",
+                ipv6(0, 0, IPPROTO_TCP, &tcp(3000, &ts_opt)),
+                14 + 40 + 32,
+            ),
+            (
+                "IPv6 hop-by-hop TCP",
+                {
+                    let mut l4 = ext8(IPPROTO_TCP);
+                    l4.extend(tcp(2950, &[]));
+                    ipv6(0, 0, 0, &l4)
+                },
+                14 + 40 + 8 + 20,
+            ),
+        ] {
+            let segs = (pkt.len() - hdr).div_ceil(GSO_SIZE);
+            let wire = pkt.len() + (segs - 1) * hdr;
+            // 0: what SKB_GSO_DODGY gives; segs: what the kernel's own GSO
+            // gives; 1 and segs / 2: understated
+            for gso_segs in [0, segs, 1, segs / 2] {
+                freeze_bucket(&skel, dir, full);
+                let before = counters(&skel, dir);
+                let mut ctx = gso_ctx(gso_segs as u32, GSO_SIZE as u32);
+                let r =
+                    run_ctx(&skel, dir, &pkt, Some(&mut ctx)).expect("BPF_PROG_RUN with gso ctx");
+                assert_eq!(r.retval, RET_PASS, "{dir:?} {name}");
+                let charged = ((full - bucket(&skel, dir).0) as u64) / NSEC_PER_SEC;
+                let counted = counters(&skel, dir).passed_bytes - before.passed_bytes;
+                println!(
+                    "{dir:?} {name}: gso_size {GSO_SIZE}, gso_segs {gso_segs}: charged {charged} \
+                     B, counted {counted} B, wire {wire} B ({segs} segments of {hdr} B headers)"
+                );
+                if (charged, counted) != (wire as u64, wire as u64) {
+                    wrong.push(format!(
+                        "{dir:?} {name}, {} B in {segs} segments \
+                     of gso_size {GSO_SIZE}, gso_segs {gso_segs} in the skb: charged {charged} \
+                     B and counted {counted} B, but the wire carries {wire} B ({} + {} x \
+                     {hdr}-byte headers)",
+                        pkt.len(),
+                        pkt.len(),
+                        segs - 1
+                    ));
+                }
+            }
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "DATAPLANE BUG (bpf/lib/parse.h): GSO segments' headers not charged:\n{}",
+        wrong.join("\n")
+    );
+}
+
+/// A gso_size with no more payload than one segment, or no payload at all
+/// (a malicious DODGY packet: qdisc_pkt_len_init() gives up on it), is one
+/// segment: charged its length, never less, never a wrapped-around count.
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn gso_size_without_more_than_a_segment_of_payload_is_one_segment() {
+    common::require_root();
+    let mut storage = MaybeUninit::uninit();
+    let skel = load(&mut storage);
+    for dir in [Direction::PodIngress, Direction::PodEgress] {
+        let p = configure(&skel, dir, RATE_BITS);
+        let full = full(&p);
+        for (name, pkt) in [
+            (
+                "IPv4 TCP, no payload",
+                ipv4(0, IPPROTO_TCP, &[], &tcp(0, &[])),
+            ),
+            ("IPv4 TCP, 100 B", ipv4(0, IPPROTO_TCP, &[], &tcp(100, &[]))),
+            ("IPv6 TCP, 1 B", ipv6(0, 0, IPPROTO_TCP, &tcp(1, &[]))),
+            // headers cut short: natra's header is L2 + L3, skb->len below
+            // or at it plus the 10 bytes
+            (
+                "IPv4, 10 bytes of TCP",
+                ipv4(0, IPPROTO_TCP, &[], &tcp(0, &[])[..10]),
+            ),
+            // not IP at all: never multiplied
+            ("ARP", arp()),
+        ] {
+            for gso_segs in [0u32, 1] {
+                freeze_bucket(&skel, dir, full);
+                let mut ctx = gso_ctx(gso_segs, 100);
+                let r =
+                    run_ctx(&skel, dir, &pkt, Some(&mut ctx)).expect("BPF_PROG_RUN with gso ctx");
+                assert_eq!(r.retval, RET_PASS, "{dir:?} {name}");
+                assert_eq!(
+                    bucket(&skel, dir).0,
+                    full - byte_ns(pkt.len()),
+                    "{dir:?} {name}, gso_segs {gso_segs}: not charged its {} bytes",
+                    pkt.len()
+                );
+            }
+        }
+    }
 }

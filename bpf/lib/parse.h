@@ -237,7 +237,7 @@ static __always_inline enum natra_parse_result parse_packet(struct __sk_buff *sk
 							    struct natra_packet *pkt)
 {
 	enum natra_parse_result res;
-	__u32 segs = skb->gso_segs;
+	__u32 gso_size, segs, hdr, len;
 	__u16 ethertype = (__u16)skb->protocol;
 
 	__builtin_memset(pkt, 0, sizeof(*pkt));
@@ -264,10 +264,23 @@ static __always_inline enum natra_parse_result parse_packet(struct __sk_buff *sk
 		return res;
 	}
 
-	/* A GSO packet leaves as gso_segs frames, each with its own headers:
-	 * charge them like qdisc_pkt_len() does, or the cap is exceeded. */
+	/* A GSO packet leaves as one frame per gso_size bytes of payload, each
+	 * with its own headers: charge them as qdisc_pkt_len_init() does, or
+	 * the cap is exceeded. gso_segs cannot be trusted for that: a packet
+	 * from an untrusted source (SKB_GSO_DODGY: a packet socket with
+	 * PACKET_VNET_HDR, tun/tap) has 0 until the device validates it, after
+	 * tc egress. So the payload sets the count, and gso_segs only raises
+	 * it. Not GSO (gso_size 0): one frame, nothing more to read. */
+	gso_size = skb->gso_size;
+	if (!gso_size)
+		return res;
+	segs = skb->gso_segs;
+	hdr = pkt->header_bytes;
+	len = skb->len;
+	if (len > hdr && (len - hdr + gso_size - 1) / gso_size > segs)
+		segs = (len - hdr + gso_size - 1) / gso_size;
 	if (segs > 1)
-		pkt->wire_bytes += (__u64)(segs - 1) * pkt->header_bytes;
+		pkt->wire_bytes += (__u64)(segs - 1) * hdr;
 	return res;
 }
 
