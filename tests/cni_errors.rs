@@ -356,6 +356,13 @@ fn version_lists_the_supported_versions() {
         assert!(v["cniVersion"].is_string(), "{v}");
         sandbox.assert_untouched("VERSION");
     }
+    // A version natra does not speak is not echoed back as if it did.
+    let out = natra_raw(
+        &[("CNI_COMMAND", "VERSION")],
+        &sandbox.root,
+        r#"{"cniVersion":"9.9.9"}"#,
+    );
+    assert_eq!(single_json(&out)["cniVersion"], "1.1.0");
 }
 
 /// A netns holding eth0, the peer of a host veth: just enough for natra.

@@ -52,7 +52,8 @@ fn annotation_rate(annotations: &Map<String, Value>, name: &str) -> Result<Optio
         )
     };
     let text = value.as_str().ok_or_else(|| bad("is not a string"))?;
-    parse_quantity(text.trim())
+    // No trimming: Kubernetes' ParseQuantity refuses " 10M" too.
+    parse_quantity(text)
         .map(Some)
         .ok_or_else(|| bad("is not a Kubernetes quantity (e.g. 10M, 1Gi)"))
 }
@@ -158,5 +159,10 @@ mod tests {
         );
         let a = ann(json!({INGRESS_ANNOTATION: 5}));
         assert!(resolve(None, Some(&a), Bandwidth::default()).is_err());
+        for spaced in [" 10M", "10M ", "\t10M", "10M\n"] {
+            let a = ann(json!({INGRESS_ANNOTATION: spaced}));
+            let e = resolve(None, Some(&a), Bandwidth::default()).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidConfig, "{spaced:?}");
+        }
     }
 }

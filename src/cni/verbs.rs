@@ -16,9 +16,10 @@ use crate::netns;
 /// Runs one invocation; returns what goes on stdout (None: nothing).
 pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
     if env.command == Command::Version {
-        let asked = gojson::top_level_str(stdin, "cniVersion")
-            .unwrap_or_else(|| latest_version().to_owned());
-        return Ok(Some(result::version(&asked, SUPPORTED_VERSIONS)));
+        return Ok(Some(result::version(
+            &answered_version(stdin),
+            SUPPORTED_VERSIONS,
+        )));
     }
     let conf = NetConf::parse(stdin)?;
     require_verb_in_version(env.command, &conf.cni_version)?;
@@ -119,6 +120,14 @@ fn require_verb_in_version(verb: Command, cni_version: &str) -> Result<()> {
         ));
     }
     Ok(())
+}
+
+/// VERSION's own cniVersion: the one asked in, if natra speaks it, else its
+/// latest (never an echo of whatever a caller wrote).
+fn answered_version(stdin: &[u8]) -> String {
+    gojson::top_level_str(stdin, "cniVersion")
+        .filter(|v| SUPPORTED_VERSIONS.contains(&v.as_str()))
+        .unwrap_or_else(|| latest_version().to_owned())
 }
 
 pub fn latest_version() -> &'static str {
@@ -256,4 +265,23 @@ fn pod_target(env: &CniEnv) -> Result<(Link, modes::Target)> {
         pod: env.pod.clone(),
     };
     Ok((host, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_answers_only_a_version_natra_speaks() {
+        assert_eq!(answered_version(br#"{"cniVersion":"0.4.0"}"#), "0.4.0");
+        assert_eq!(answered_version(br#"{"CNIVersion":"1.0.0"}"#), "1.0.0");
+        for asked in [
+            &br#"{"cniVersion":"9.9.9"}"#[..],
+            br#"{"cniVersion":"<script>"}"#,
+            b"",
+            b"{bad",
+        ] {
+            assert_eq!(answered_version(asked), latest_version(), "{asked:?}");
+        }
+    }
 }
