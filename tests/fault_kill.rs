@@ -131,3 +131,60 @@ fn gc_cleans_up_after_a_killed_add() {
     assert!(!pod.pin_dir().exists(), "GC left the killed ADD's pins");
     assert!(keep.pin_dir().is_dir(), "GC removed a valid Pod");
 }
+
+/// The clsact qdiscs left on `veth`.
+fn clsact_on(veth: &str) -> usize {
+    let out = run_ok(Command::new("tc").args(["-j", "qdisc", "show", "dev", veth]));
+    serde_json::from_str::<Vec<Value>>(&out)
+        .unwrap()
+        .iter()
+        .filter(|q| q["kind"] == "clsact")
+        .count()
+}
+
+#[test]
+#[ignore = "needs root: netns + bpffs (run via make test)"]
+fn a_kill_between_making_clsact_and_recording_it_leaves_nothing_after_del() {
+    common::require_root();
+    let net = TestNet::with_natra("kill-clsact", 251, natra_entry("clsact-hostside"));
+    let pod = net.pod("p");
+    let bw = bandwidth(Some(20_000_000), Some(20_000_000));
+    let out = pod.add_with_env(Some(&bw), &[("NATRA_KILL_AT", "clsact-created")]);
+    assert!(!out.success, "ADD survived its own SIGKILL: {}", out.stdout);
+    let peer =
+        run_ok(Command::new("ip").args(["-n", &pod.netns_name, "-j", "link", "show", "eth0"]));
+    let link: Value = serde_json::from_str::<Vec<Value>>(&peer).unwrap().remove(0);
+    let peer_index = link["link_index"].as_u64().unwrap();
+    let hosts: Vec<Value> =
+        serde_json::from_str(&run_ok(Command::new("ip").args(["-j", "link"]))).unwrap();
+    let veth = hosts
+        .iter()
+        .find(|l| l["ifindex"].as_u64() == Some(peer_index))
+        .and_then(|l| l["ifname"].as_str())
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        clsact_on(&veth),
+        1,
+        "the kill point came before the clsact qdisc"
+    );
+    // natra-only DEL (the veth stays, so what natra left on it shows).
+    let out = natra_raw(
+        &[
+            ("CNI_COMMAND", "DEL"),
+            ("CNI_CONTAINERID", &pod.id),
+            ("CNI_NETNS", pod.netns_path.to_str().unwrap()),
+            ("CNI_IFNAME", "eth0"),
+        ],
+        &net.pin_root,
+        &json!({"cniVersion": "1.0.0", "name": net.net_name, "type": "natra"}).to_string(),
+    );
+    assert!(out.status.success(), "DEL: {out:?}");
+    assert_eq!(
+        clsact_on(&veth),
+        0,
+        "natra's clsact qdisc outlived DEL: it was made before the record said so"
+    );
+    assert_eq!(leftovers_on(&veth), (vec![], 0));
+    net.assert_pin_root_clean();
+}

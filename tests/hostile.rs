@@ -507,3 +507,99 @@ fn natra_install_mounts_bpffs_closed_to_other_users() {
         "bpffs mounted open to other users: {mode:o}"
     );
 }
+
+/// What a Pod with NET_ADMIN (and NET_RAW, which containerd grants by
+/// default) can run against natra from inside its netns: every tc and
+/// bpftool way to drop a qdisc, filter or program on its own eth0. Returns
+/// the commands that succeeded.
+fn net_admin_attacks(pod: &common::pod::Pod) -> Vec<&'static str> {
+    const ATTACKS: [&str; 7] = [
+        "tc qdisc del dev eth0 clsact",
+        "tc qdisc del dev eth0 ingress",
+        "tc qdisc replace dev eth0 root pfifo",
+        "tc filter del dev eth0 ingress",
+        "tc filter del dev eth0 egress",
+        "bpftool net detach tcx_ingress dev eth0",
+        "bpftool net detach tcx_egress dev eth0",
+    ];
+    let mut done = Vec::new();
+    for attack in ATTACKS {
+        let out = run(pod
+            .exec("setpriv")
+            .args(["--bounding-set=-all,+net_admin,+net_raw", "--inh-caps=-all"])
+            .args(["sh", "-c", attack]));
+        if out.status.success() {
+            done.push(attack);
+        }
+    }
+    done
+}
+
+/// The rate `client` gets to `server` (or from it, `reverse`), bit/s.
+fn rate(
+    client: &common::pod::Pod,
+    server: &common::pod::Pod,
+    ip: &str,
+    port: u16,
+    reverse: bool,
+) -> f64 {
+    use common::iperf::{client_command, received_bps, report, IperfServer};
+    let _quiet = common::quiet::measuring();
+    let srv = IperfServer::start(server, port);
+    let mut cmd = client_command(client, ip, port, 15, 3, 1);
+    if reverse {
+        cmd.arg("-R");
+    }
+    let out = run(&mut cmd);
+    srv.finish();
+    received_bps(&report(&out))
+}
+
+#[test]
+#[ignore = "needs root: netns + bpffs + traffic (run via make test)"]
+fn a_pod_with_net_admin_cannot_lift_a_limit_it_cannot_reach() {
+    use common::pod::{bandwidth, pod_ip, TestNet};
+    common::require_root();
+    const CAP: f64 = 20e6;
+    let bw = bandwidth(Some(20_000_000), Some(20_000_000));
+    for (n, mode) in ["auto", "tcx-podside", "clsact-podside"]
+        .into_iter()
+        .enumerate()
+    {
+        let net = TestNet::with_natra(
+            &format!("netadmin{n}"),
+            252 + n as u8,
+            serde_json::json!({"type": "natra", "capabilities": {"bandwidth": true},
+                               "attachMode": mode}),
+        );
+        let server = net.pod("srv");
+        let ip = pod_ip(&server.add(None).ok());
+        let pod = net.pod("pod");
+        pod.add(Some(&bw)).ok();
+        let done = net_admin_attacks(&pod);
+        eprintln!("{mode}: a NET_ADMIN Pod ran {done:?}");
+        if mode == "clsact-podside" {
+            // natra's filters sit in the Pod's own clsact: the Pod removes
+            // them. natra cannot stop that here; CHECK (and the node agent's
+            // reconciliation) sees it: docs/security.md.
+            assert!(done.contains(&"tc qdisc del dev eth0 clsact"), "{done:?}");
+            let e = pod.check(Some(&bw)).err();
+            assert_eq!(e.code, 101, "CHECK must report the removed filters: {e:?}");
+            continue;
+        }
+        // Host side (auto here: no fq) or tcx links in the Pod: out of reach.
+        pod.check(Some(&bw)).ok();
+        let egress = rate(&pod, &server, &ip, 5461 + 2 * n as u16, false);
+        let ingress = rate(&pod, &server, &ip, 5462 + 2 * n as u16, true);
+        eprintln!(
+            "{mode}: after the attacks egress {:.3}, ingress {:.3} of the cap",
+            egress / CAP,
+            ingress / CAP
+        );
+        assert!(egress <= 1.05 * CAP, "{mode}: egress {egress} over the cap");
+        assert!(
+            ingress <= 1.05 * CAP,
+            "{mode}: ingress {ingress} over the cap"
+        );
+    }
+}

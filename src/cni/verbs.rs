@@ -95,7 +95,13 @@ fn remove_attachment(env: &CniEnv, conf: &NetConf, netns: Option<&Path>) -> Resu
         dataplane::remove(&keyed, netns)?;
         pins::prune_network_dir(&root, &conf.name);
     }
-    dataplane::remove(&legacy, netns)
+    dataplane::remove(&legacy, netns)?;
+    if let Some(ns) = netns.filter(|p| !p.as_os_str().is_empty() && p.exists()) {
+        if let Err(e) = dataplane::edt::remove_natra_fq_named(ns, &env.ifname) {
+            log::warn!("natra's fq left to the Pod's netns: {e}");
+        }
+    }
+    Ok(())
 }
 
 /// Each verb exists from a spec version on (CHECK 0.4.0, STATUS/GC 1.1.0).

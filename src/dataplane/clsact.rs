@@ -147,6 +147,7 @@ pub fn attach(prog: BorrowedFd<'_>, ifindex: u32, hook: Hook) -> Result<Attached
                 ErrorKind::Dataplane,
                 format!("cannot create the clsact qdisc on ifindex {ifindex}"),
             )?;
+            super::kill_point("clsact-created");
             true
         }
     };

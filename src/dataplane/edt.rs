@@ -55,6 +55,7 @@ pub fn probe(target: &Target, opts: &Options) -> Result<Fq> {
     let ifindex = target.pod_ifindex;
     match netns::run_in_netns(&target.netns, move || qdisc::install_fq_root(ifindex)) {
         Ok(RootOutcome::Installed) => {
+            super::kill_point("fq-installed");
             log::info!("EDT on: fq is the root qdisc of the Pod's {ifname} (installed by natra)");
             Ok(Fq {
                 available: true,
@@ -83,18 +84,35 @@ pub fn probe(target: &Target, opts: &Options) -> Result<Fq> {
     }
 }
 
+/// DEL, whatever the record says: removes the root fq of the Pod's `ifname`
+/// if it carries natra's handle. The handle, not the record, marks natra's
+/// fq: natra killed between installing it and pinning its record leaves one
+/// no record names.
+pub fn remove_natra_fq_named(netns: &Path, ifname: &str) -> Result<()> {
+    let ifname = ifname.to_owned();
+    netns::run_in_netns(netns, move || {
+        match nix::net::if_::if_nametoindex(ifname.as_str()) {
+            Ok(index) => remove_root_fq_if_natras(index),
+            Err(_) => Ok(()),
+        }
+    })
+}
+
 /// Removes the root fq of `pod_ifindex` in `netns` if natra installed it
 /// (natra's handle); anything else is left alone.
 pub fn remove_natra_fq(netns: &Path, pod_ifindex: u32) -> Result<()> {
-    netns::run_in_netns(netns, move || match qdisc::root_qdisc(pod_ifindex)? {
+    netns::run_in_netns(netns, move || remove_root_fq_if_natras(pod_ifindex))
+}
+
+/// In the Pod's netns: removes the root fq of `ifindex` if it is natra's.
+fn remove_root_fq_if_natras(ifindex: u32) -> Result<()> {
+    match qdisc::root_qdisc(ifindex)? {
         Some(root) if root.kind.as_deref() == Some("fq") && root.handle == NATRA_ROOT_HANDLE => {
-            qdisc::remove_root_qdisc(pod_ifindex, "fq")
+            qdisc::remove_root_qdisc(ifindex, "fq")
         }
         other => {
-            log::debug!(
-                "root qdisc of the Pod's ifindex {pod_ifindex} is {other:?}: not natra's fq"
-            );
+            log::debug!("root qdisc of the Pod's ifindex {ifindex} is {other:?}: not natra's fq");
             Ok(())
         }
-    })
+    }
 }

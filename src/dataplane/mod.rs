@@ -28,6 +28,18 @@ use crate::limits::{BucketParams, PodLimits};
 /// Test hook: fail ADD after this many links were attached, to prove the
 /// rollback. Never set in production.
 pub const FAIL_AFTER_ATTACHES_ENV: &str = "NATRA_FAIL_AFTER_ATTACHES";
+/// Test hook: SIGKILL the plugin at a named point of ADD (`fq-installed`,
+/// `clsact-created`), to prove that DEL cleans up after a crash in the
+/// windows between making something and recording it. Never set in
+/// production.
+pub const KILL_AT_ENV: &str = "NATRA_KILL_AT";
+
+/// Dies here, as a crash would, when [`KILL_AT_ENV`] names `point`.
+pub(crate) fn kill_point(point: &str) {
+    if std::env::var(KILL_AT_ENV).is_ok_and(|v| v == point) {
+        let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
+    }
+}
 
 /// Sends libbpf's own messages to natra's log (stderr) at matching levels,
 /// so that stdout stays the CNI result alone.

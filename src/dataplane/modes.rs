@@ -427,11 +427,22 @@ fn attach_all(
             // knows the program id of natra's filter.
             pin_fd(prog, &prog_pin(pins, dir))?;
             let hook = mode.clsact_hook(dir);
+            // The record says natra owns the clsact qdisc before natra makes
+            // it: killed in between, DEL still removes it (only while empty).
+            let absent = on_side(mode, &target.netns, move || {
+                qdisc::clsact_slot_kind(ifindex).map(|k| k.is_none())
+            })?;
+            let intended = absent && !rec.has(OWNS_CLSACT);
+            if intended {
+                rec.flags |= OWNS_CLSACT;
+                record::write(record_map, Some(rec))?;
+            }
             let attached = on_side(mode, &target.netns, move || {
                 clsact::attach(prog, ifindex, hook)
             })?;
-            if attached.created_clsact {
-                rec.flags |= OWNS_CLSACT;
+            if intended && !attached.created_clsact {
+                // Someone else made it in between: it is theirs.
+                rec.flags &= !OWNS_CLSACT;
                 record::write(record_map, Some(rec))?;
             }
         }
@@ -550,10 +561,15 @@ fn remove_filter_if_ours(
              (prog {ours}): leaving it",
             dir.program_name()
         ),
-        None => log::info!(
-            "natra's {} filter on ifindex {ifindex} is already gone",
-            dir.program_name()
-        ),
+        None => {
+            log::info!(
+                "natra's {} filter on ifindex {ifindex} is already gone",
+                dir.program_name()
+            );
+            // A crash between making the clsact qdisc and attaching the
+            // filter leaves the qdisc alone: natra's, and empty, it goes.
+            clsact::detach(ifindex, hook, owns_clsact)?;
+        }
     }
     Ok(())
 }

@@ -53,15 +53,19 @@ conflist() { # NATRA_EXTRA_JSON (e.g. ,"edtPacing":"off")
  {"type":"natra","capabilities":{"bandwidth":true}$1}]}
 EOF
 }
-# natra alone, under another network name (its own libcni cache entry): a
-# DEL through libcni that leaves ptp's veth in place, so that what natra
-# left on it (or did not) can be read back before ptp removes it.
+# natra alone, under the same network name (natra keys its pins by it) but
+# its own libcni cache dir: a DEL through libcni that leaves ptp's veth in
+# place, so that what natra left on it (or did not) can be read back before
+# ptp removes it.
 cat >/tmp/natra-only.conflist <<EOF
-{"cniVersion":"1.0.0","name":"kmatrix-natra","plugins":[{"type":"natra","capabilities":{"bandwidth":true}}]}
+{"cniVersion":"1.0.0","name":"kmatrix","plugins":[{"type":"natra","capabilities":{"bandwidth":true}}]}
 EOF
+mkdir -p /tmp/cni-cache-natra
 cni() { # VERB NETNS ID [CONF] [BANDWIDTH]
+  _cache=/tmp/cni-cache
+  [ "${4:-}" = /tmp/natra-only.conflist ] && _cache=/tmp/cni-cache-natra
   cnitool "$1" --conf "${4:-/tmp/net.conflist}" --netns "/run/netns/$2" --id "$3" \
-    --ifname eth0 --cni-path /opt/cni/bin --cache-dir /tmp/cni-cache ${5:+--bandwidth "$5"}
+    --ifname eth0 --cni-path /opt/cni/bin --cache-dir "$_cache" ${5:+--bandwidth "$5"}
 }
 ip netns add srv
 ip netns add pod
@@ -273,6 +277,11 @@ if add edt ',"edtPacing":"auto"'; then
 
   set -- $(rate ingress 2 4 5203)
   check ingress_rate 'wire >= 0.90 * cap && wire <= 1.10 * cap' wire="$1" cap=$CAP goodput="$2"
+  # A Pod with NET_ADMIN replaces natra's fq: its pacing goes, its limit
+  # stays (every stamped packet was charged to the bucket; docs/security.md).
+  ip netns exec pod tc qdisc replace dev eth0 root pfifo
+  set -- $(rate egress 1 3 5206)
+  check edt_fq_replaced 'wire > 0 && wire <= 1.10 * cap' wire="$1" cap=$CAP goodput="$2"
   del_clean edt edt
 else
   check edt_auto_on 0 add=failed
@@ -332,6 +341,17 @@ for m in tcx-hostside clsact-hostside tcx-podside clsact-podside; do
     supported=1 check=$ck mode="$got" hooks=$h edt="$edt" wire="$1" cap=$CAP
   del_clean "$id" "$m"
 done
+
+# === 4. natra killed between installing fq and recording it: DEL still
+# removes natra's fq (its handle 4e54: marks it natra's, record or none).
+rc=0
+export NATRA_KILL_AT=fq-installed
+add killfq ',"edtPacing":"on"' || rc=1
+unset NATRA_KILL_AT
+fq=0
+fq_on_pod && fq=1
+check kill_fq_window 'rc == 1 && fq == 1' rc=$rc fq_after_kill=$fq
+del_clean killfq kill_fq
 
 cni del srv srv >/dev/null
 note "test body took $(awk -v a="$t_start" -v b="$(now)" 'BEGIN { print b - a }')s, $FAILS failed"
