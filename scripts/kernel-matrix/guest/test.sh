@@ -350,7 +350,7 @@ add killfq ',"edtPacing":"on"' || rc=1
 unset NATRA_KILL_AT
 fq=0
 fq_on_pod && fq=1
-check kill_fq_window 'rc == 1 && fq == 1' rc=$rc fq_after_kill=$fq
+check kill_fq_window 'rc == 1 && fq == 1' rc=$rc fq=$fq
 del_clean killfq kill_fq
 
 cni del srv srv >/dev/null
