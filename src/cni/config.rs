@@ -8,6 +8,7 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use super::gojson::{self, field, Raw, Shape};
+pub use super::sources::Bandwidth;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::limits::{pod_limits, PodLimits, RequestedLimit, Tuning};
 
@@ -17,21 +18,6 @@ pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1
 /// GC's lists of the attachments the runtime keeps: the spec's key, and what
 /// some libcni versions send.
 pub const VALID_ATTACHMENTS_KEYS: [&str; 2] = ["cni.dev/valid-attachments", "cni.dev/attachments"];
-
-/// The `bandwidth` capability's shape (and upstream's static netconf fields):
-/// rates in bits/s, bursts in bits.
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
-#[serde(rename_all = "camelCase")]
-pub struct Bandwidth {
-    #[serde(default)]
-    pub ingress_rate: u64,
-    #[serde(default)]
-    pub ingress_burst: u64,
-    #[serde(default)]
-    pub egress_rate: u64,
-    #[serde(default)]
-    pub egress_burst: u64,
-}
 
 /// One `{containerID, ifname}` of GC's lists.
 #[derive(Debug, Clone, Deserialize, PartialEq, Eq)]

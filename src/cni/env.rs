@@ -14,6 +14,20 @@ pub enum Command {
     Gc,
 }
 
+impl std::fmt::Display for Command {
+    /// As CNI_COMMAND spells it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Command::Add => "ADD",
+            Command::Del => "DEL",
+            Command::Check => "CHECK",
+            Command::Version => "VERSION",
+            Command::Status => "STATUS",
+            Command::Gc => "GC",
+        })
+    }
+}
+
 impl Command {
     /// The spec version that introduced the verb.
     pub fn since(self) -> (u32, u32, u32) {

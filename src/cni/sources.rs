@@ -11,9 +11,9 @@
 //!
 //! A direction takes its burst from the same source as its rate; an
 //! annotation carries no burst, so the default window applies.
+use serde::Deserialize;
 use serde_json::{Map, Value};
 
-use super::config::Bandwidth;
 use super::quantity::parse_quantity;
 use crate::error::{Error, ErrorKind, Result};
 
@@ -21,6 +21,21 @@ pub const INGRESS_ANNOTATION: &str = "kubernetes.io/ingress-bandwidth";
 pub const EGRESS_ANNOTATION: &str = "kubernetes.io/egress-bandwidth";
 /// runtimeConfig keys under which runtimes pass the Pod's annotations.
 pub const ANNOTATION_KEYS: [&str; 2] = ["podAnnotations", "io.kubernetes.cri.pod-annotations"];
+
+/// The `bandwidth` capability's shape (and upstream's static netconf fields):
+/// rates in bits/s, bursts in bits.
+#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct Bandwidth {
+    #[serde(default)]
+    pub ingress_rate: u64,
+    #[serde(default)]
+    pub ingress_burst: u64,
+    #[serde(default)]
+    pub egress_rate: u64,
+    #[serde(default)]
+    pub egress_burst: u64,
+}
 
 /// The Pod's annotations from `runtimeConfig`, if the runtime passed any:
 /// the values under [`ANNOTATION_KEYS`], in that order, the first set wins.

@@ -120,7 +120,7 @@ fn require_verb_in_version(verb: Command, cni_version: &str) -> Result<()> {
         return Err(Error::new(
             ErrorKind::IncompatibleVersion,
             format!(
-                "{verb:?} needs cniVersion {}.{}.{} or later, the config has {cni_version}",
+                "{verb} needs cniVersion {}.{}.{} or later, the config has {cni_version}",
                 since.0, since.1, since.2
             ),
         ));
@@ -165,7 +165,7 @@ fn add(env: &CniEnv, conf: &NetConf, opts: &modes::Options) -> Result<Value> {
     let installed = dataplane::install(&pins, &target, &limits, opts)
         .inspect_err(|_| pins::prune_network_dir(&pins::pin_root(), &conf.name))?;
     log::info!(
-        "{}:{}{}: limited with attachMode {} (EDT {}), host veth {} (ifindex {}): {:?}",
+        "{}:{}{}: limited with attachMode {} (EDT {}), host veth {} (ifindex {}): {}",
         env.container_id,
         env.ifname,
         if env.pod.name.is_empty() {
@@ -261,7 +261,15 @@ fn pod_target(env: &CniEnv) -> Result<(Link, modes::Target)> {
                 pod.name
             ),
         )
-        .with_details(format!("{host:?}")));
+        .with_details(format!(
+            "host interface {} (ifindex {}) is a {}, peer ifindex {}",
+            host.name,
+            host.index,
+            host.kind.as_deref().unwrap_or("device of no kind"),
+            host.peer_index
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "none".into())
+        )));
     }
     let target = modes::Target {
         netns: netns.to_path_buf(),

@@ -95,64 +95,18 @@ static __u64 rng(void)
 /* The parameters, computed exactly like src/limits.rs. Keep in step with     */
 /* that file; tests/bucket_arith.rs compares the two value for value.         */
 /* ------------------------------------------------------------------------- */
-/* tests/bucket_arith.rs passes the crate's own constants with -D, so the
- * mirror cannot drift from them; the defaults are only for building by hand. */
-#ifndef MIN_RATE_BITS
-#define MIN_RATE_BITS 1000ULL
-#endif
-#ifndef MAX_RATE_BITS
-#define MAX_RATE_BITS 1000000000000000ULL
-#endif
-#ifndef BURST_WINDOW_MS
-#define BURST_WINDOW_MS 500ULL
-#endif
-#ifndef BURST_FLOOR_BYTES
-#define BURST_FLOOR_BYTES (128ULL * 1024)
-#endif
-#ifndef BURST_CEILING_BYTES
-#define BURST_CEILING_BYTES (1ULL << 32)
-#endif
-#ifndef ECN_BAND_DIVISOR
-#define ECN_BAND_DIVISOR 4ULL
-#endif
-#ifndef MICE_RESERVE_DIVISOR
-#define MICE_RESERVE_DIVISOR 4ULL
-#endif
-#ifndef DEFAULT_WINDOW_MS
-#define DEFAULT_WINDOW_MS 1000ULL
-#endif
-#ifndef MAX_WINDOW_MS
-#define MAX_WINDOW_MS 10000ULL
-#endif
-#ifndef MIN_HEAVY_THRESHOLD_BYTES
-#define MIN_HEAVY_THRESHOLD_BYTES (64ULL * 1024)
-#endif
-#ifndef HEAVY_WINDOW_DIVISOR
-#define HEAVY_WINDOW_DIVISOR 8ULL
-#endif
-#ifndef MAX_HEAVY_THRESHOLD_BYTES
-#define MAX_HEAVY_THRESHOLD_BYTES (1ULL << 39)
-#endif
-#ifndef DEFAULT_SKETCH_DEPTH
-#define DEFAULT_SKETCH_DEPTH 4U
-#endif
-#ifndef MIN_DEFAULT_SKETCH_WIDTH
-#define MIN_DEFAULT_SKETCH_WIDTH 128U
-#endif
-#ifndef MIN_SKETCH_WIDTH
-#define MIN_SKETCH_WIDTH 16U
-#endif
-#ifndef MAX_SKETCH_WIDTH
-#define MAX_SKETCH_WIDTH 65536U
-#endif
-#ifndef SKETCH_BUDGET_BYTES
-#define SKETCH_BUDGET_BYTES (192ULL * 1024)
-#endif
-#ifndef DEFAULT_EDT_HORIZON_MS
-#define DEFAULT_EDT_HORIZON_MS 250ULL
-#endif
-#ifndef MAX_EDT_DEBT_BYTES
-#define MAX_EDT_DEBT_BYTES (1ULL << 32)
+/* tests/bucket_arith.rs passes src/limits.rs's own constants with -D: they
+ * have one home, and this mirror cannot drift from it. */
+#if !defined(MIN_RATE_BITS) || !defined(MAX_RATE_BITS) || !defined(BURST_WINDOW_MS) ||             \
+    !defined(BURST_FLOOR_BYTES) || !defined(BURST_CEILING_BYTES) || !defined(ECN_BAND_DIVISOR) ||  \
+    !defined(MICE_RESERVE_DIVISOR) || !defined(DEFAULT_WINDOW_MS) || !defined(MAX_WINDOW_MS) ||    \
+    !defined(MIN_HEAVY_THRESHOLD_BYTES) || !defined(HEAVY_WINDOW_DIVISOR) ||                       \
+    !defined(MAX_HEAVY_THRESHOLD_BYTES) || !defined(DEFAULT_SKETCH_DEPTH) ||                       \
+    !defined(MIN_DEFAULT_SKETCH_WIDTH) || !defined(MIN_SKETCH_WIDTH) ||                            \
+    !defined(MAX_SKETCH_WIDTH) || !defined(SKETCH_BUDGET_BYTES) ||                                 \
+    !defined(DEFAULT_EDT_HORIZON_MS) || !defined(MAX_EDT_DEBT_BYTES)
+#error                                                                                             \
+    "build this harness through tests/bucket_arith.rs: it passes src/limits.rs's constants with -D"
 #endif
 
 static __u64 sanitise_burst(__u64 requested, __u64 rate)
