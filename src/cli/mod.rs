@@ -68,10 +68,7 @@ pub fn run() -> ExitCode {
         CliCommand::Inspect { json } => inspect::inspect_all(&crate::dataplane::pins::pin_root())
             .map(|all| {
                 if json {
-                    emit(&format!(
-                        "{}\n",
-                        serde_json::to_string_pretty(&all).expect("JSON")
-                    ));
+                    emit(&inspect::json(&all));
                 } else {
                     emit(&inspect::inspect_text(&all));
                 }

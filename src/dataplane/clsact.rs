@@ -27,7 +27,7 @@ use std::os::fd::BorrowedFd;
 use libbpf_rs::{TcAttachPoint, TcHook, TcHookBuilder, TC_EGRESS, TC_INGRESS};
 use nix::errno::Errno;
 
-use super::Direction;
+use super::direction::Direction;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::qdisc::{self, CLSACT_EGRESS_PARENT, CLSACT_INGRESS_PARENT};
 
@@ -77,7 +77,8 @@ impl Hook {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// `ingress` / `egress`, as tc names the hook.
+    pub fn name(self) -> &'static str {
         match self {
             Hook::Ingress => "ingress",
             Hook::Egress => "egress",
@@ -147,7 +148,7 @@ pub fn attach(prog: BorrowedFd<'_>, ifindex: u32, hook: Hook) -> Result<Attached
                 ErrorKind::Dataplane,
                 format!("cannot create the clsact qdisc on ifindex {ifindex}"),
             )?;
-            super::kill_point("clsact-created");
+            super::faults::kill_point("clsact-created");
             true
         }
     };

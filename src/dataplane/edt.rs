@@ -9,19 +9,12 @@
 //! or the image configured.
 use std::path::Path;
 
+use super::faults;
+pub use super::modes::Fq;
 use super::modes::{EdtPacing, ModeChoice, Options, Target};
 use crate::error::{Error, ErrorKind, Result};
 use crate::netns;
 use crate::qdisc::{self, RootOutcome, NATRA_ROOT_HANDLE};
-
-/// What the probe found on the Pod's interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Fq {
-    /// fq is the root qdisc: EDT can pace.
-    pub available: bool,
-    /// natra installed it (DEL and a failed ADD remove it).
-    pub owned: bool,
-}
 
 const NO_FQ: Fq = Fq {
     available: false,
@@ -55,7 +48,7 @@ pub fn probe(target: &Target, opts: &Options) -> Result<Fq> {
     let ifindex = target.pod_ifindex;
     match netns::run_in_netns(&target.netns, move || qdisc::install_fq_root(ifindex)) {
         Ok(RootOutcome::Installed) => {
-            super::kill_point("fq-installed");
+            faults::kill_point("fq-installed");
             log::info!("EDT on: fq is the root qdisc of the Pod's {ifname} (installed by natra)");
             Ok(Fq {
                 available: true,

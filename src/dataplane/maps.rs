@@ -1,13 +1,12 @@
 //! Reading and writing natra's maps by fd, in the skeleton's generated types.
-use std::ffi::c_void;
-use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::BorrowedFd;
 
+use super::direction::Direction;
 use super::skeleton::types::{
     natra_bucket_state, natra_config, natra_config_flags, natra_counters, natra_direction,
 };
-use super::Direction;
-use crate::error::{Error, ErrorKind, Result};
+use super::sys;
+use crate::error::Result;
 use crate::limits::BucketParams;
 
 pub fn config_for(dir: Direction, p: &BucketParams) -> natra_config {
@@ -51,19 +50,12 @@ pub fn heavy_flows_estimate(bitmap: u64) -> f64 {
 }
 
 pub fn write_config(map: BorrowedFd<'_>, dir: Direction, p: &BucketParams) -> Result<()> {
-    let key = dir.index();
-    let value = config_for(dir, p);
-    // SAFETY: key and value are live, properly sized values of the map's key
-    // (u32) and value (struct natra_config) types; the kernel copies them.
-    let rc = unsafe {
-        libbpf_sys::bpf_map_update_elem(
-            map.as_raw_fd(),
-            (&key as *const u32).cast::<c_void>(),
-            (&value as *const natra_config).cast::<c_void>(),
-            libbpf_sys::BPF_ANY as u64,
-        )
-    };
-    check(rc, "cannot write the config map")
+    sys::update(
+        map,
+        &dir.index(),
+        &config_for(dir, p),
+        "cannot write the config map",
+    )
 }
 
 /// Starts a direction's bucket full as of `now_ns` (CLOCK_MONOTONIC_COARSE,
@@ -86,75 +78,22 @@ pub fn write_bucket_full(
 
 /// Writes a direction's whole bucket state.
 pub fn write_bucket(map: BorrowedFd<'_>, dir: Direction, state: &natra_bucket_state) -> Result<()> {
-    let key = dir.index();
-    // SAFETY: key and state are live values of the map's key (u32) and value
-    // (struct natra_bucket_state) types; the kernel copies them.
-    let rc = unsafe {
-        libbpf_sys::bpf_map_update_elem(
-            map.as_raw_fd(),
-            (&key as *const u32).cast::<c_void>(),
-            (state as *const natra_bucket_state).cast::<c_void>(),
-            libbpf_sys::BPF_ANY as u64,
-        )
-    };
-    check(rc, "cannot write the bucket map")
+    sys::update(map, &dir.index(), state, "cannot write the bucket map")
 }
 
 /// Reads a direction's whole bucket state.
 pub fn read_bucket(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_bucket_state> {
-    let key = dir.index();
-    let mut state = natra_bucket_state::default();
-    // SAFETY: state is a writable natra_bucket_state, the map's value type;
-    // the kernel writes exactly value_size bytes into it.
-    let rc = unsafe {
-        libbpf_sys::bpf_map_lookup_elem(
-            map.as_raw_fd(),
-            (&key as *const u32).cast::<c_void>(),
-            (&mut state as *mut natra_bucket_state).cast::<c_void>(),
-        )
-    };
-    check(rc, "cannot read the bucket map")?;
-    Ok(state)
+    sys::lookup(map, &dir.index(), "cannot read the bucket map")
 }
 
 pub fn read_config(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_config> {
-    let key = dir.index();
-    let mut value = natra_config::default();
-    // SAFETY: value is a writable natra_config, the map's value type; the
-    // kernel writes exactly value_size bytes into it.
-    let rc = unsafe {
-        libbpf_sys::bpf_map_lookup_elem(
-            map.as_raw_fd(),
-            (&key as *const u32).cast::<c_void>(),
-            (&mut value as *mut natra_config).cast::<c_void>(),
-        )
-    };
-    check(rc, "cannot read the config map")?;
-    Ok(value)
+    sys::lookup(map, &dir.index(), "cannot read the config map")
 }
 
 /// The direction's counters summed over every possible CPU.
 pub fn read_counters(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_counters> {
-    let key = dir.index();
-    // SAFETY: plain query of a libbpf global; no pointers involved.
-    let cpus = unsafe { libbpf_sys::libbpf_num_possible_cpus() };
-    let cpus = usize::try_from(cpus).map_err(|_| {
-        Error::new(ErrorKind::Dataplane, "cannot count possible CPUs")
-            .with_details(io::Error::from_raw_os_error(-cpus))
-    })?;
-    // natra_counters is all u64, so its size is already the 8-byte multiple
-    // the kernel lays per-CPU values out in.
-    let mut per_cpu = vec![natra_counters::default(); cpus];
-    // SAFETY: per_cpu holds one natra_counters per possible CPU, the buffer
-    // size a per-CPU lookup writes.
-    let rc = unsafe {
-        libbpf_sys::bpf_map_lookup_elem(
-            map.as_raw_fd(),
-            (&key as *const u32).cast::<c_void>(),
-            per_cpu.as_mut_ptr().cast::<c_void>(),
-        )
-    };
-    check(rc, "cannot read the counters map")?;
+    let per_cpu: Vec<natra_counters> =
+        sys::lookup_per_cpu(map, &dir.index(), "cannot read the counters map")?;
     Ok(per_cpu
         .iter()
         .fold(natra_counters::default(), |mut sum, c| {
@@ -174,12 +113,4 @@ pub fn read_counters(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_counte
             sum.non_ip_packets += c.non_ip_packets;
             sum
         }))
-}
-
-fn check(rc: i32, msg: &str) -> Result<()> {
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(Error::new(ErrorKind::Dataplane, msg).with_details(io::Error::last_os_error()))
-    }
 }

@@ -1,5 +1,6 @@
-//! Attach modes: where natra's programs sit, how ADD picks a mode, and how
-//! DEL / CHECK / GC undo or verify what ADD did in any of them.
+//! Attach modes: where natra's programs sit and how ADD picks a mode (the
+//! plan); add.rs carries the plan out, teardown.rs and check.rs undo or
+//! verify what it did in any of them.
 //!
 //! | mode | pod_ingress (into the Pod) | pod_egress (out of the Pod) |
 //! |---|---|---|
@@ -18,33 +19,21 @@
 //! undoes what it made before the next one starts.
 //!
 //! What an attempt made is written to the `attachment` record (record.rs)
-//! as it goes, and undone from it: the same code serves a failed attempt,
-//! DEL and GC. tcx links are pinned as `<prog>_link`; for clsact the
-//! programs are pinned as `<prog>_prog`, so DEL and CHECK know natra's
-//! program id and never take someone else's filter for natra's (an ifindex
-//! can be reused by another Pod's veth once this one died).
-use std::ffi::CString;
+//! as it goes, and undone from it (teardown.rs): the same code serves a
+//! failed attempt, DEL and GC. tcx links are pinned as `<prog>_link`; for
+//! clsact the programs are pinned as `<prog>_prog` (pins.rs), so DEL and
+//! CHECK know natra's program id and never take someone else's filter for
+//! natra's (an ifindex can be reused by another Pod's veth once this one
+//! died).
 use std::fmt;
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use libbpf_rs::Program;
+use serde::Serialize;
 
-use super::clsact::{self, Hook};
-use super::edt::{self, Fq};
-use super::pins::{self, AttachmentPins};
-use super::record::{self, PodRef, Record, ATTACHMENT_MAP, EDT, OWNS_CLSACT, OWNS_FQ};
-use super::{attach, Direction, FAIL_AFTER_ATTACHES_ENV};
-use crate::error::{Context, Error, ErrorKind, Result};
+use super::clsact::Hook;
+use super::direction::Direction;
+use crate::error::Result;
 use crate::netns;
-use crate::qdisc;
-
-/// Test hook: SIGKILL the plugin itself after this many attaches, to prove
-/// that DEL and GC clean up after an ADD that died half-way (no rollback
-/// runs, as with a real kill). Never set in production.
-pub const KILL_AFTER_ATTACHES_ENV: &str = "NATRA_KILL_AFTER_ATTACHES";
 
 /// Where and how the programs are attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,7 +92,7 @@ impl AttachMode {
     }
 
     /// The device this mode attaches to, in its own netns.
-    fn ifindex(self, host_ifindex: u32, pod_ifindex: u32) -> u32 {
+    pub fn ifindex(self, host_ifindex: u32, pod_ifindex: u32) -> u32 {
         if self.is_pod_side() {
             pod_ifindex
         } else {
@@ -111,7 +100,8 @@ impl AttachMode {
         }
     }
 
-    fn side(self) -> &'static str {
+    /// Where this mode attaches, for messages.
+    pub fn side(self) -> &'static str {
         if self.is_pod_side() {
             "the Pod's interface"
         } else {
@@ -173,6 +163,16 @@ pub struct Options {
     pub edt: EdtPacing,
 }
 
+/// The Pod an attachment serves, as the runtime names it in CNI_ARGS
+/// (`struct natra_pod_ref`, record.rs); empty strings where the runtime
+/// passed none.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct PodRef {
+    pub namespace: String,
+    pub name: String,
+    pub uid: String,
+}
+
 /// The two ends of the Pod's veth.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Target {
@@ -188,6 +188,15 @@ pub struct Target {
     pub pod: PodRef,
 }
 
+/// What the EDT probe (edt.rs) found on the Pod's interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fq {
+    /// fq is the root qdisc: EDT can pace.
+    pub available: bool,
+    /// natra installed it (DEL and a failed ADD remove it).
+    pub owned: bool,
+}
+
 /// One load of the dataplane and the modes tried with it, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
@@ -196,12 +205,6 @@ pub struct Stage {
     /// natra installed the fq that EDT relies on.
     pub owns_fq: bool,
     pub modes: Vec<AttachMode>,
-}
-
-impl Stage {
-    fn flags(&self) -> u32 {
-        (if self.edt { EDT } else { 0 }) | (if self.owns_fq { OWNS_FQ } else { 0 })
-    }
 }
 
 /// What ADD ended up with.
@@ -253,441 +256,8 @@ pub fn plan(opts: &Options, fq: Fq) -> Vec<Stage> {
     }
 }
 
-/// ADD: probes EDT, then runs `run_stage` (load, configure, pin the maps and
-/// [`attach_stage`]) for each stage until one attaches. Whatever a failed
-/// stage left is removed, and fq natra installed goes when EDT is given up.
-pub fn install<F>(
-    pins: &AttachmentPins,
-    target: &Target,
-    opts: &Options,
-    mut run_stage: F,
-) -> Result<Installed>
-where
-    F: FnMut(&Stage) -> Result<AttachMode>,
-{
-    let fq = edt::probe(target, opts)?;
-    let mut fq_owned = fq.owned;
-    let mut failures = Vec::new();
-    for stage in plan(opts, fq) {
-        if !stage.edt && fq_owned {
-            log::info!(
-                "EDT off: no Pod-side attach mode worked; removing the fq natra installed on the Pod's {}",
-                target.pod_ifname
-            );
-            edt::remove_natra_fq(&target.netns, target.pod_ifindex)?;
-            fq_owned = false;
-        }
-        match run_stage(&stage) {
-            Ok(mode) => {
-                return Ok(Installed {
-                    mode,
-                    edt: stage.edt,
-                })
-            }
-            Err(e) => {
-                log::warn!(
-                    "install into {} failed ({e}); rolling back",
-                    pins.dir.display()
-                );
-                // Attempts undo themselves; this catches a stage that failed
-                // before or between them.
-                if let Err(e) = undo(pins, Some(&target.netns), false) {
-                    log::warn!("rollback: {e}");
-                }
-                if let Err(e) = pins.remove_all() {
-                    log::warn!("rollback: {e}");
-                }
-                failures.push(e);
-            }
-        }
-    }
-    if fq_owned {
-        if let Err(e) = edt::remove_natra_fq(&target.netns, target.pod_ifindex) {
-            log::warn!("rollback: {e}");
-        }
-    }
-    Err(combine(failures, |e| e))
-}
-
-/// Pins the record map, then tries the stage's modes in order on the loaded
-/// programs `progs` (one per limited direction). Returns the mode that
-/// worked; a failed attempt leaves nothing attached.
-pub fn attach_stage(
-    pins: &AttachmentPins,
-    target: &Target,
-    progs: &[(Direction, BorrowedFd<'_>)],
-    record_map: BorrowedFd<'_>,
-    stage: &Stage,
-) -> Result<AttachMode> {
-    pin_fd(record_map, &pins.map(ATTACHMENT_MAP))?;
-    let mut failures = Vec::new();
-    for &mode in &stage.modes {
-        match attempt(pins, target, progs, record_map, stage, mode) {
-            Ok(()) => {
-                if !failures.is_empty() {
-                    log::info!("attachMode auto: fell back to {mode}");
-                }
-                return Ok(mode);
-            }
-            Err(e) => {
-                log::info!("attachMode {mode} failed: {e}");
-                failures.push((mode, e));
-            }
-        }
-    }
-    Err(combine(failures, |(mode, e)| {
-        Error::new(e.kind, format!("attachMode {mode} failed: {e}")).with_details(e.details)
-    }))
-}
-
-const AUTO_FAILED: &str = "attachMode auto: every mode failed; ";
-
-/// One error from several: a single failure as it is; several as the
-/// first (in the message) and all of them (in the details).
-fn combine<T>(failures: Vec<T>, to_error: impl Fn(T) -> Error) -> Error {
-    let mut errors: Vec<Error> = failures.into_iter().map(to_error).collect();
-    match errors.len() {
-        0 => Error::new(ErrorKind::Dataplane, "no attach mode to try"),
-        1 => errors.remove(0),
-        _ => Error::new(
-            ErrorKind::Dataplane,
-            format!(
-                "{AUTO_FAILED}{}",
-                errors[0]
-                    .msg
-                    .strip_prefix(AUTO_FAILED)
-                    .unwrap_or(&errors[0].msg)
-            ),
-        )
-        .with_details(
-            errors
-                .iter()
-                .map(|e| e.msg.as_str())
-                .collect::<Vec<_>>()
-                .join("; "),
-        ),
-    }
-}
-
-fn attempt(
-    pins: &AttachmentPins,
-    target: &Target,
-    progs: &[(Direction, BorrowedFd<'_>)],
-    record_map: BorrowedFd<'_>,
-    stage: &Stage,
-    mode: AttachMode,
-) -> Result<()> {
-    let mut rec = Record {
-        mode,
-        host_ifindex: target.host_ifindex,
-        pod_ifindex: target.pod_ifindex,
-        flags: stage.flags(),
-        pod: target.pod.clone(),
-    };
-    record::write(record_map, Some(&rec))?;
-    let result = attach_all(pins, target, progs, record_map, &mut rec);
-    if result.is_err() {
-        // The fq stays: the next mode of the stage paces with it too.
-        if let Err(e) = undo_record(pins, &rec, Some(&target.netns), false) {
-            log::warn!("rollback of attachMode {mode}: {e}");
-        }
-        if let Err(e) = record::write(record_map, None) {
-            log::warn!("rollback of attachMode {mode}: {e}");
-        }
-    }
-    result
-}
-
-fn attach_all(
-    pins: &AttachmentPins,
-    target: &Target,
-    progs: &[(Direction, BorrowedFd<'_>)],
-    record_map: BorrowedFd<'_>,
-    rec: &mut Record,
-) -> Result<()> {
-    let fail_after: Option<usize> = std::env::var(FAIL_AFTER_ATTACHES_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let kill_after: Option<usize> = std::env::var(KILL_AFTER_ATTACHES_ENV)
-        .ok()
-        .and_then(|v| v.parse().ok());
-    let mode = rec.mode;
-    let ifindex = mode.ifindex(target.host_ifindex, target.pod_ifindex);
-    for (n, &(dir, prog)) in progs.iter().enumerate() {
-        let name = dir.program_name();
-        if mode.is_tcx() {
-            let attach_type = mode.tcx_attach_type(dir);
-            let link = on_side(mode, &target.netns, move || {
-                tcx_link(prog, name, ifindex, attach_type)
-            })?;
-            // Unpinned, the link goes when `link` is closed.
-            pin_fd(link.as_fd(), &pins.link(name))?;
-        } else {
-            // Pinned before it is attached, so that whoever undoes this
-            // knows the program id of natra's filter.
-            pin_fd(prog, &prog_pin(pins, dir))?;
-            let hook = mode.clsact_hook(dir);
-            // The record says natra owns the clsact qdisc before natra makes
-            // it: killed in between, DEL still removes it (only while empty).
-            let absent = on_side(mode, &target.netns, move || {
-                qdisc::clsact_slot_kind(ifindex).map(|k| k.is_none())
-            })?;
-            let intended = absent && !rec.has(OWNS_CLSACT);
-            if intended {
-                rec.flags |= OWNS_CLSACT;
-                record::write(record_map, Some(rec))?;
-            }
-            let attached = on_side(mode, &target.netns, move || {
-                clsact::attach(prog, ifindex, hook)
-            })?;
-            if intended && !attached.created_clsact {
-                // Someone else made it in between: it is theirs.
-                rec.flags &= !OWNS_CLSACT;
-                record::write(record_map, Some(rec))?;
-            }
-        }
-        if kill_after == Some(n + 1) {
-            let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
-        }
-        if fail_after == Some(n + 1) {
-            return Err(Error::new(
-                ErrorKind::Dataplane,
-                format!(
-                    "{FAIL_AFTER_ATTACHES_ENV} fault injected after {} attach(es)",
-                    n + 1
-                ),
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// DEL and GC: undoes what the record says (fq included). The caller then
-/// detaches any remaining link pins and removes the pin directory. `netns`
-/// is the Pod's netns if the runtime still has one; without it, Pod-side
-/// filters and qdiscs are left to vanish with it.
-pub fn remove(pins: &AttachmentPins, netns: Option<&Path>) -> Result<()> {
-    undo(pins, netns, true)
-}
-
-fn undo(pins: &AttachmentPins, netns: Option<&Path>, include_fq: bool) -> Result<()> {
-    match record::read(pins) {
-        Ok(Some(rec)) => undo_record(pins, &rec, netns, include_fq),
-        Ok(None) => Ok(()),
-        Err(e) => {
-            // Links still go by their pins; clsact filters stay.
-            log::warn!("cannot read the attachment record: {e}");
-            Ok(())
-        }
-    }
-}
-
-fn undo_record(
-    pins: &AttachmentPins,
-    rec: &Record,
-    netns: Option<&Path>,
-    include_fq: bool,
-) -> Result<()> {
-    let netns = netns.filter(|p| !p.as_os_str().is_empty() && p.exists());
-    let ifindex = rec.mode.ifindex(rec.host_ifindex, rec.pod_ifindex);
-    if rec.mode.is_tcx() {
-        // BPF_LINK_DETACH works from anywhere, no netns needed.
-        for dir in Direction::ALL {
-            attach::detach_pinned(&pins.link(dir.program_name()))?;
-        }
-    } else {
-        let mut ours = Vec::new();
-        for dir in Direction::ALL {
-            match pinned_prog_id(&prog_pin(pins, dir)) {
-                Ok(Some(id)) => ours.push((dir, rec.mode.clsact_hook(dir), id)),
-                Ok(None) => {}
-                Err(e) => log::warn!("{e}: leaving natra's {} filter", dir.program_name()),
-            }
-        }
-        let owns = rec.has(OWNS_CLSACT);
-        let work = move || -> Result<()> {
-            for (dir, hook, id) in ours {
-                remove_filter_if_ours(ifindex, dir, hook, id, owns)?;
-            }
-            Ok(())
-        };
-        match (rec.mode.is_pod_side(), netns) {
-            (false, _) => work()?,
-            // Best effort: a netns that cannot be entered (a stale file, or
-            // one being torn down) takes natra's filters with it, and what
-            // natra owns on the host side and in bpffs still goes.
-            (true, Some(ns)) => {
-                if let Err(e) = netns::run_in_netns(ns, work) {
-                    log::warn!("Pod-side clsact filters left to the Pod's netns: {e}");
-                }
-            }
-            (true, None) => log::info!(
-                "the Pod's netns is gone: its clsact filters went with it; unpinning only"
-            ),
-        }
-        for dir in Direction::ALL {
-            pins::remove_if_present(&prog_pin(pins, dir))?;
-        }
-    }
-    if include_fq && rec.has(OWNS_FQ) {
-        match netns {
-            Some(ns) => {
-                if let Err(e) = edt::remove_natra_fq(ns, rec.pod_ifindex) {
-                    log::warn!("natra's fq left to the Pod's netns: {e}");
-                }
-            }
-            None => log::info!("the Pod's netns is gone: its fq went with it"),
-        }
-    }
-    Ok(())
-}
-
-/// Removes natra's clsact filter at `hook` of `ifindex` only while it runs
-/// natra's program `ours`, and then the clsact qdisc if natra made it and
-/// it is empty.
-fn remove_filter_if_ours(
-    ifindex: u32,
-    dir: Direction,
-    hook: Hook,
-    ours: u32,
-    owns_clsact: bool,
-) -> Result<()> {
-    match clsact::query(ifindex, hook)? {
-        Some(id) if id == ours => {
-            clsact::detach(ifindex, hook, owns_clsact)?;
-        }
-        Some(other) => log::warn!(
-            "the filter at natra's slot on ifindex {ifindex} runs prog {other}, not natra's {} \
-             (prog {ours}): leaving it",
-            dir.program_name()
-        ),
-        None => {
-            log::info!(
-                "natra's {} filter on ifindex {ifindex} is already gone",
-                dir.program_name()
-            );
-            // A crash between making the clsact qdisc and attaching the
-            // filter leaves the qdisc alone: natra's, and empty, it goes.
-            clsact::detach(ifindex, hook, owns_clsact)?;
-        }
-    }
-    Ok(())
-}
-
-/// CHECK: the record, held against the options. A missing record (state
-/// from before records existed) counts as tcx-hostside.
-pub fn verify_record(pins: &AttachmentPins, target: &Target, opts: &Options) -> Result<Record> {
-    let rec = record::read(pins)
-        .map_err(|e| Error::new(ErrorKind::CheckMismatch, e.msg).with_details(e.details))?
-        .unwrap_or(Record {
-            mode: AttachMode::TcxHostside,
-            host_ifindex: target.host_ifindex,
-            pod_ifindex: target.pod_ifindex,
-            flags: 0,
-            pod: target.pod.clone(),
-        });
-    let mismatch = |msg: String| Error::new(ErrorKind::CheckMismatch, msg);
-    if let ModeChoice::Explicit(want) = opts.mode {
-        if want != rec.mode {
-            return Err(mismatch(format!(
-                "attached with attachMode {}, the configuration asks for {want}",
-                rec.mode
-            )));
-        }
-    }
-    match (opts.edt, rec.has(EDT)) {
-        (EdtPacing::On, false) => {
-            return Err(mismatch("edtPacing is on but EDT is off".into()));
-        }
-        (EdtPacing::Off, true) => {
-            return Err(mismatch("edtPacing is off but EDT is on".into()));
-        }
-        _ => {}
-    }
-    if rec.has(EDT) {
-        let ifindex = target.pod_ifindex;
-        let kind = netns::run_in_netns(&target.netns, move || qdisc::root_qdisc_kind(ifindex))?;
-        if kind.as_deref() != Some("fq") {
-            return Err(mismatch(format!(
-                "EDT is on but the root qdisc of the Pod's {} is {}, not fq",
-                target.pod_ifname,
-                kind.as_deref().unwrap_or("none")
-            )));
-        }
-    }
-    Ok(rec)
-}
-
-/// Whether anything of `dir` is attached (a link or a program pinned).
-pub fn direction_attached(pins: &AttachmentPins, dir: Direction) -> bool {
-    pins.link(dir.program_name()).exists() || prog_pin(pins, dir).exists()
-}
-
-/// CHECK: `dir`'s program sits where the record's mode puts it, on the
-/// devices the Pod has now.
-pub fn verify_direction(
-    pins: &AttachmentPins,
-    rec: &Record,
-    target: &Target,
-    dir: Direction,
-) -> Result<()> {
-    let name = dir.program_name();
-    let mode = rec.mode;
-    let ifindex = mode.ifindex(target.host_ifindex, target.pod_ifindex);
-    if mode.is_tcx() {
-        let want = attach::TcxTarget {
-            ifindex,
-            attach_type: mode.tcx_attach_type(dir),
-        };
-        let found = attach::pinned_tcx_target(&pins.link(name))?;
-        if found != want {
-            return Err(Error::new(
-                ErrorKind::CheckMismatch,
-                format!("{name} is attached elsewhere"),
-            )
-            .with_details(format!(
-                "{mode}: expected ifindex {} attach type {} on {}, found ifindex {} attach type {}",
-                want.ifindex,
-                want.attach_type,
-                mode.side(),
-                found.ifindex,
-                found.attach_type
-            )));
-        }
-        return Ok(());
-    }
-    let pin = prog_pin(pins, dir);
-    let ours = pinned_prog_id(&pin)
-        .map_err(|e| Error::new(ErrorKind::CheckMismatch, e.msg).with_details(e.details))?
-        .ok_or_else(|| {
-            Error::new(
-                ErrorKind::CheckMismatch,
-                format!("{name} program pin {} is missing", pin.display()),
-            )
-        })?;
-    let hook = mode.clsact_hook(dir);
-    let found = on_side(mode, &target.netns, move || clsact::query(ifindex, hook))?;
-    if found != Some(ours) {
-        return Err(Error::new(
-            ErrorKind::CheckMismatch,
-            format!("{name} is not attached where {mode} puts it"),
-        )
-        .with_details(format!(
-            "natra's clsact filter at {hook:?} of ifindex {ifindex} ({}) runs {}, expected prog {ours}",
-            mode.side(),
-            found.map_or("nothing".to_owned(), |id| format!("prog {id}"))
-        )));
-    }
-    Ok(())
-}
-
-/// `<prog>_prog`: a program pinned for the clsact modes.
-pub fn prog_pin(pins: &AttachmentPins, dir: Direction) -> PathBuf {
-    pins.dir.join(format!("{}_prog", dir.program_name()))
-}
-
 /// Runs `work` in the Pod's netns for a Pod-side mode, here otherwise.
-fn on_side<T, F>(mode: AttachMode, netns: &Path, work: F) -> Result<T>
+pub fn on_side<T, F>(mode: AttachMode, netns: &Path, work: F) -> Result<T>
 where
     T: Send,
     F: FnOnce() -> Result<T> + Send,
@@ -697,67 +267,6 @@ where
     } else {
         work()
     }
-}
-
-/// A tcx link of `prog` at `attach_type` of `ifindex` (calling thread's
-/// netns), as an fd; it detaches when its last reference goes.
-fn tcx_link(prog: BorrowedFd<'_>, name: &str, ifindex: u32, attach_type: u32) -> Result<OwnedFd> {
-    let opts = libbpf_sys::bpf_link_create_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
-        ..Default::default()
-    };
-    // SAFETY: prog is a live program fd; opts is a fully initialised
-    // bpf_link_create_opts with its size set (libbpf's OPTS convention) that
-    // outlives the call; for tcx the target is the ifindex.
-    let fd = unsafe {
-        libbpf_sys::bpf_link_create(prog.as_raw_fd(), ifindex as i32, attach_type, &opts)
-    };
-    if fd < 0 {
-        let hook = if attach_type == libbpf_sys::BPF_TCX_INGRESS {
-            "ingress"
-        } else {
-            "egress"
-        };
-        return Err(Error::new(
-            ErrorKind::Dataplane,
-            format!("tcx attach of {name} to ifindex {ifindex} {hook} failed"),
-        )
-        .with_details(io::Error::from_raw_os_error(-fd)));
-    }
-    // SAFETY: fd is a link fd the kernel just gave us; nobody else owns it.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-/// Pins the BPF object behind `fd` at `path` (in the host's bpffs).
-fn pin_fd(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
-    let c_path = CString::new(path.as_os_str().as_bytes())
-        .context(ErrorKind::Io, format!("bad pin path {}", path.display()))?;
-    // SAFETY: fd is a live BPF object fd and c_path a NUL-terminated string;
-    // both outlive the call, which only reads them.
-    let rc = unsafe { libbpf_sys::bpf_obj_pin(fd.as_raw_fd(), c_path.as_ptr()) };
-    if rc != 0 {
-        return Err(Error::new(
-            ErrorKind::Dataplane,
-            format!("cannot pin {}", path.display()),
-        )
-        .with_details(io::Error::from_raw_os_error(-rc)));
-    }
-    Ok(())
-}
-
-/// The id of the program pinned at `path`; None when there is no pin.
-fn pinned_prog_id(path: &Path) -> Result<Option<u32>> {
-    if !path.exists() {
-        return Ok(None);
-    }
-    let fd = Program::fd_from_pinned_path(path).context(
-        ErrorKind::Dataplane,
-        format!("cannot open the program pin {}", path.display()),
-    )?;
-    Program::id_from_fd(fd.as_fd()).map(Some).context(
-        ErrorKind::Dataplane,
-        format!("cannot read the id of {}", path.display()),
-    )
 }
 
 #[cfg(test)]
@@ -841,8 +350,6 @@ mod tests {
             stages[1].modes,
             [AttachMode::TcxHostside, AttachMode::ClsactHostside]
         );
-        assert_eq!(stages[0].flags(), EDT | OWNS_FQ);
-        assert_eq!(stages[1].flags(), 0);
     }
 
     #[test]
@@ -867,19 +374,5 @@ mod tests {
             OUR_FQ,
         );
         assert!(stages[0].edt);
-    }
-
-    #[test]
-    fn one_failure_stays_as_it_is_several_name_the_first() {
-        let one = combine(vec![Error::new(ErrorKind::Io, "a")], |e| e);
-        assert_eq!((one.kind, one.msg.as_str()), (ErrorKind::Io, "a"));
-        let two = combine(
-            vec![
-                Error::new(ErrorKind::Dataplane, "x"),
-                Error::new(ErrorKind::Dataplane, "y"),
-            ],
-            |e| e,
-        );
-        assert!(two.msg.contains('x') && two.details.contains('y'), "{two}");
     }
 }

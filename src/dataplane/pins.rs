@@ -1,8 +1,10 @@
 //! Where an attachment's BPF objects live in bpffs, and how its name is made.
 //!
 //! Layout (docs/pins.md): `<root>/<network>/<container id>:<ifname>/`
-//! holding the maps `config`, `bucket`, `counters`, `attachment` and one link
-//! per limited direction, `pod_ingress_link` / `pod_egress_link`. An
+//! holding the maps `config`, `bucket`, `counters`, `attachment` and, per
+//! limited direction, a link (tcx modes: `pod_ingress_link` /
+//! `pod_egress_link`) or a program (clsact modes: `pod_ingress_prog` /
+//! `pod_egress_prog`). Every pin name natra uses is made here. An
 //! attachment is keyed as the CNI spec keys it, by network name as well, so
 //! that one network's DEL or GC never touches another network's attachment
 //! of the same Pod. bpffs refuses `.` in names, so a `.` becomes `~`, which
@@ -40,6 +42,8 @@ pub const DIR_MODE: u32 = 0o700;
 pub const CONFIG_MAP: &str = "config";
 pub const BUCKET_MAP: &str = "bucket";
 pub const COUNTERS_MAP: &str = "counters";
+/// The attachment record (record.rs).
+pub const ATTACHMENT_MAP: &str = "attachment";
 
 pub fn pin_root() -> PathBuf {
     std::env::var_os(PIN_ROOT_ENV)
@@ -80,8 +84,15 @@ impl AttachmentPins {
         self.dir.join(name)
     }
 
+    /// `<prog>_link`: a tcx link of `program`.
     pub fn link(&self, program: &str) -> PathBuf {
         self.dir.join(format!("{program}_link"))
+    }
+
+    /// `<prog>_prog`: `program` pinned for the clsact modes, so that DEL and
+    /// CHECK know the id of natra's filter.
+    pub fn prog(&self, program: &str) -> PathBuf {
+        self.dir.join(format!("{program}_prog"))
     }
 
     /// A real directory (never a symlink's target) is there.

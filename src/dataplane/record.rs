@@ -2,21 +2,18 @@
 //! `attachment` (map `natra_attach`, one `struct natra_attachment` at key 0,
 //! include/natra.h) so that DEL, CHECK and GC undo or verify exactly that,
 //! whatever the attach mode.
-use std::ffi::c_void;
-use std::io;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 
 use libbpf_rs::MapHandle;
 
 use super::modes::AttachMode;
-use super::pins::AttachmentPins;
+pub use super::modes::PodRef;
+use super::pins::{AttachmentPins, ATTACHMENT_MAP};
 use super::skeleton::types::{
     natra_attach_flags, natra_attach_mode, natra_attachment, natra_pod_ref,
 };
+use super::sys;
 use crate::error::{Context, Error, ErrorKind, Result};
-
-/// Pin name of the record map.
-pub const ATTACHMENT_MAP: &str = "attachment";
 
 /// natra created the clsact qdisc it uses.
 pub const OWNS_CLSACT: u32 = natra_attach_flags::NATRA_ATTACH_OWNS_CLSACT.0;
@@ -25,13 +22,23 @@ pub const OWNS_FQ: u32 = natra_attach_flags::NATRA_ATTACH_OWNS_FQ.0;
 /// EDT pacing is on (fq on the Pod's interface).
 pub const EDT: u32 = natra_attach_flags::NATRA_ATTACH_EDT.0;
 
-/// The Pod an attachment serves, as the runtime names it in CNI_ARGS
-/// (`struct natra_pod_ref`); empty strings where the runtime passed none.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PodRef {
-    pub namespace: String,
-    pub name: String,
-    pub uid: String,
+/// Every flag with its name as `natra inspect` shows it.
+pub const FLAG_NAMES: [(u32, &str); 3] = [
+    (OWNS_CLSACT, "owns-clsact"),
+    (OWNS_FQ, "owns-fq"),
+    (EDT, "edt"),
+];
+
+/// The names of the flags set in `flags` (an unknown bit as its number).
+pub fn flag_names(flags: u32) -> Vec<String> {
+    let mut names = Vec::new();
+    for bit in (0..32).map(|i| 1u32 << i).filter(|b| flags & b != 0) {
+        match FLAG_NAMES.iter().find(|(f, _)| *f == bit) {
+            Some((_, name)) => names.push((*name).to_owned()),
+            None => names.push(format!("{bit:#x}")),
+        }
+    }
+    names
 }
 
 impl PodRef {
@@ -43,7 +50,7 @@ impl PodRef {
         raw
     }
 
-    fn from_raw(raw: &natra_pod_ref) -> PodRef {
+    pub fn from_raw(raw: &natra_pod_ref) -> PodRef {
         PodRef {
             namespace: from_c_chars(&raw.namespace),
             name: from_c_chars(&raw.name),
@@ -101,63 +108,58 @@ impl Record {
 
 /// Writes `record` (None: NATRA_ATTACH_NONE, "nothing attached") at key 0.
 pub fn write(map: BorrowedFd<'_>, record: Option<&Record>) -> Result<()> {
-    let key = 0u32;
     let value = record.map(|r| r.to_raw()).unwrap_or_default();
-    // SAFETY: key and value are live values of the map's key (u32) and value
-    // (struct natra_attachment) types; the kernel copies them.
-    let rc = unsafe {
-        libbpf_sys::bpf_map_update_elem(
-            map.as_raw_fd(),
-            (&key as *const u32).cast::<c_void>(),
-            (&value as *const natra_attachment).cast::<c_void>(),
-            libbpf_sys::BPF_ANY as u64,
-        )
-    };
-    if rc != 0 {
-        return Err(
-            Error::new(ErrorKind::Dataplane, "cannot write the attachment record")
-                .with_details(io::Error::from_raw_os_error(-rc)),
-        );
-    }
-    Ok(())
+    sys::update(map, &0u32, &value, "cannot write the attachment record")
 }
 
-/// The record of `pins`; None when its pin is absent (no ADD got that far,
-/// or the state predates the record) or it says NATRA_ATTACH_NONE.
-pub fn read(pins: &AttachmentPins) -> Result<Option<Record>> {
+/// The record map of `pins`, opened; None when its pin is absent (no ADD
+/// got that far, or the state predates the record).
+pub fn open(pins: &AttachmentPins) -> Result<Option<MapHandle>> {
     let path = pins.map(ATTACHMENT_MAP);
     if !path.exists() {
         return Ok(None);
     }
-    let map = MapHandle::from_pinned_path(&path).context(
-        ErrorKind::Dataplane,
-        format!("cannot open {}", path.display()),
-    )?;
-    let key = 0u32;
-    let mut value = natra_attachment::default();
-    // SAFETY: value is a writable natra_attachment, the map's value type; the
-    // kernel writes exactly value_size bytes into it.
-    let rc = unsafe {
-        libbpf_sys::bpf_map_lookup_elem(
-            map.as_fd().as_raw_fd(),
-            (&key as *const u32).cast::<c_void>(),
-            (&mut value as *mut natra_attachment).cast::<c_void>(),
-        )
-    };
-    if rc != 0 {
-        return Err(Error::new(
+    MapHandle::from_pinned_path(&path)
+        .context(
             ErrorKind::Dataplane,
+            format!("cannot open {}", path.display()),
+        )
+        .map(Some)
+}
+
+/// The raw record in `map`, whatever its mode.
+pub fn read_raw(map: BorrowedFd<'_>) -> Result<natra_attachment> {
+    sys::lookup(map, &0u32, "cannot read the attachment record")
+}
+
+/// The record of `pins`; None when its pin is absent or it says
+/// NATRA_ATTACH_NONE.
+pub fn read(pins: &AttachmentPins) -> Result<Option<Record>> {
+    let Some(map) = open(pins)? else {
+        return Ok(None);
+    };
+    let value = read_raw(map.as_fd()).map_err(|e| {
+        let path = pins.map(ATTACHMENT_MAP);
+        Error::new(
+            e.kind,
             format!("cannot read the attachment record {}", path.display()),
         )
-        .with_details(io::Error::from_raw_os_error(-rc)));
+        .with_details(e.details)
+    })?;
+    Ok(Record::from_raw(&value))
+}
+
+impl Record {
+    /// None for NATRA_ATTACH_NONE.
+    pub fn from_raw(value: &natra_attachment) -> Option<Record> {
+        AttachMode::from_raw(value.mode).map(|mode| Record {
+            mode,
+            host_ifindex: value.host_ifindex,
+            pod_ifindex: value.pod_ifindex,
+            flags: value.flags.0,
+            pod: PodRef::from_raw(&value.pod),
+        })
     }
-    Ok(AttachMode::from_raw(value.mode).map(|mode| Record {
-        mode,
-        host_ifindex: value.host_ifindex,
-        pod_ifindex: value.pod_ifindex,
-        flags: value.flags.0,
-        pod: PodRef::from_raw(&value.pod),
-    }))
 }
 
 impl AttachMode {

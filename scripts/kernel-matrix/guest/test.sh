@@ -92,14 +92,12 @@ add() {
   POD_IP=$(jq -r '.ips[0].address | split("/")[0]' /tmp/add.json)
 }
 # natra inspect's view of attachment ID: prints "MODE EDT DROPS_EGRESS"
-# (mode as attachMode names it, EDT 0/1 from the record's flags).
+# (mode as attachMode names it, EDT 0/1 from the record's list of flags).
 record() {
   natra inspect --json | jq -r --arg id "$1" '
-    def bits: if type == "number" then . else
-      {"NATRA_ATTACH_OWNS_CLSACT": 1, "NATRA_ATTACH_OWNS_FQ": 2, "NATRA_ATTACH_EDT": 4}[.] // 0 end;
     .[] | select(.containerId == $id) |
-    [(.attachment.mode | ascii_downcase | ltrimstr("natra_attach_") | sub("_"; "-")),
-     ((.attachment.flags | bits) / 4 | floor) % 2,
+    [.attachment.mode,
+     (if any(.attachment.flags[]?; . == "edt") then 1 else 0 end),
      .directions.pod_egress.counters.dropped_packets] | map(tostring) | join(" ")'
 }
 prog_id() { # ID DIRECTION

@@ -1,0 +1,330 @@
+//! The raw libbpf calls natra makes, each behind a safe function: map
+//! lookup and update in natra's own types, pinning, tcx links, and reading
+//! pinned objects back. The rest of the dataplane speaks through these.
+use std::ffi::{c_void, CString};
+use std::fs;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use libbpf_rs::query::LinkTypeInfo;
+use libbpf_rs::{Link, MapInfo, Program};
+
+use super::skeleton::types::{natra_attachment, natra_bucket_state, natra_config, natra_counters};
+use crate::error::{Context, Error, ErrorKind, Result};
+
+mod sealed {
+    pub trait Sealed {}
+}
+
+/// A key or value natra keeps in a BPF map: a `#[repr(C)]` type of
+/// include/natra.h (or u32) made of integers only, with its padding spelled
+/// out as fields, so that every byte pattern the kernel writes is a valid
+/// value and every byte natra hands the kernel is initialised. Sealed: only
+/// the types below qualify.
+pub trait MapValue: Copy + Default + sealed::Sealed {}
+
+macro_rules! map_values {
+    ($($t:ty),*) => {$(
+        impl sealed::Sealed for $t {}
+        impl MapValue for $t {}
+    )*};
+}
+map_values!(
+    u32,
+    natra_config,
+    natra_bucket_state,
+    natra_counters,
+    natra_attachment
+);
+
+/// How a map's values must match natra's type `V`.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fit {
+    /// Written: exactly `V`.
+    Exact,
+    /// Read: a value fits in `V`. A shorter one (a map an older natra made,
+    /// before a field was appended) fills its prefix; the rest stays
+    /// default.
+    Within,
+    /// Read from a per-CPU map: exactly `V` per CPU, an 8-byte multiple, as
+    /// the kernel lays the CPUs' slots out.
+    PerCpu,
+}
+
+/// The key size of `map` is `K`'s and its value size fits `V` as `fit` says.
+fn check_sizes<K: MapValue, V: MapValue>(map: BorrowedFd<'_>, fit: Fit, what: &str) -> Result<()> {
+    let info = MapInfo::new(map).context(
+        ErrorKind::Dataplane,
+        format!("{what}: cannot read the map's info"),
+    )?;
+    let (key, value) = (size_of::<K>(), size_of::<V>());
+    let found = info.info.value_size as usize;
+    let fits = info.info.key_size as usize == key
+        && match fit {
+            Fit::Exact => found == value,
+            Fit::Within => found <= value,
+            Fit::PerCpu => found == value && value % 8 == 0,
+        };
+    if !fits {
+        return Err(Error::new(ErrorKind::Dataplane, what.to_owned()).with_details(format!(
+            "the map holds {}-byte keys and {}-byte values, natra's types are {key} and {value} bytes",
+            info.info.key_size, info.info.value_size
+        )));
+    }
+    Ok(())
+}
+
+/// `rc` of a libbpf call (0 or -errno) as natra's error.
+fn check_rc(rc: i32, what: &str) -> Result<()> {
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Error::new(ErrorKind::Dataplane, what.to_owned())
+            .with_details(io::Error::from_raw_os_error(-rc)))
+    }
+}
+
+/// Looks `key` up into `out`: one value, or one per possible CPU.
+fn lookup_into<K: MapValue, V: MapValue>(
+    map: BorrowedFd<'_>,
+    key: &K,
+    out: &mut [V],
+    per_cpu: bool,
+    what: &str,
+) -> Result<()> {
+    check_sizes::<K, V>(map, if per_cpu { Fit::PerCpu } else { Fit::Within }, what)?;
+    // SAFETY: key and out are live, initialised MapValues whose sizes were
+    // just checked against the map's key_size and value_size; out holds one
+    // value at least value_size long, or for a per-CPU map one
+    // 8-byte-multiple slot per possible CPU, which is what the kernel
+    // writes. Any bytes it writes form a valid MapValue (integers only).
+    let rc = unsafe {
+        libbpf_sys::bpf_map_lookup_elem(
+            map.as_raw_fd(),
+            (key as *const K).cast::<c_void>(),
+            out.as_mut_ptr().cast::<c_void>(),
+        )
+    };
+    check_rc(rc, what)
+}
+
+/// The value at `key`; an error when absent. `what` names the map for the
+/// error ("cannot read the config map").
+pub fn lookup<K: MapValue, V: MapValue>(map: BorrowedFd<'_>, key: &K, what: &str) -> Result<V> {
+    let mut out = [V::default()];
+    lookup_into(map, key, &mut out, false, what)?;
+    Ok(out[0])
+}
+
+/// The values at `key` of a per-CPU map, one per possible CPU.
+pub fn lookup_per_cpu<K: MapValue, V: MapValue>(
+    map: BorrowedFd<'_>,
+    key: &K,
+    what: &str,
+) -> Result<Vec<V>> {
+    let cpus = libbpf_rs::num_possible_cpus().context(
+        ErrorKind::Dataplane,
+        format!("{what}: cannot count possible CPUs"),
+    )?;
+    let mut out = vec![V::default(); cpus];
+    lookup_into(map, key, &mut out, true, what)?;
+    Ok(out)
+}
+
+/// Writes `value` at `key` (BPF_ANY).
+pub fn update<K: MapValue, V: MapValue>(
+    map: BorrowedFd<'_>,
+    key: &K,
+    value: &V,
+    what: &str,
+) -> Result<()> {
+    check_sizes::<K, V>(map, Fit::Exact, what)?;
+    // SAFETY: key and value are live, initialised MapValues (no implicit
+    // padding) whose sizes were just checked against the map's; the kernel
+    // only reads them.
+    let rc = unsafe {
+        libbpf_sys::bpf_map_update_elem(
+            map.as_raw_fd(),
+            (key as *const K).cast::<c_void>(),
+            (value as *const V).cast::<c_void>(),
+            libbpf_sys::BPF_ANY as u64,
+        )
+    };
+    check_rc(rc, what)
+}
+
+/// A value's bytes, as a map holds them (for rendering through BTF).
+pub fn bytes_of<V: MapValue>(value: &V) -> &[u8] {
+    // SAFETY: a MapValue is plain integers with no implicit padding, so all
+    // size_of::<V>() bytes behind the reference are initialised; the slice
+    // borrows value and lives no longer.
+    unsafe { std::slice::from_raw_parts((value as *const V).cast::<u8>(), size_of::<V>()) }
+}
+
+/// Pins the BPF object behind `fd` at `path` (in the host's bpffs).
+pub fn pin_fd(fd: BorrowedFd<'_>, path: &Path) -> Result<()> {
+    let c_path = CString::new(path.as_os_str().as_bytes())
+        .context(ErrorKind::Io, format!("bad pin path {}", path.display()))?;
+    // SAFETY: fd is a live BPF object fd and c_path a NUL-terminated string;
+    // both outlive the call, which only reads them.
+    let rc = unsafe { libbpf_sys::bpf_obj_pin(fd.as_raw_fd(), c_path.as_ptr()) };
+    check_rc(rc, &format!("cannot pin {}", path.display()))
+}
+
+/// A tcx link of `prog` at `attach_type` (`BPF_TCX_*`) of `ifindex`
+/// (calling thread's netns), as an fd; it detaches when its last reference
+/// goes.
+pub fn tcx_link(
+    prog: BorrowedFd<'_>,
+    name: &str,
+    ifindex: u32,
+    attach_type: u32,
+) -> Result<OwnedFd> {
+    let opts = libbpf_sys::bpf_link_create_opts {
+        sz: size_of::<libbpf_sys::bpf_link_create_opts>() as libbpf_sys::size_t,
+        ..Default::default()
+    };
+    // SAFETY: prog is a live program fd; opts is a fully initialised
+    // bpf_link_create_opts with its size set (libbpf's OPTS convention) that
+    // outlives the call; for tcx the target is the ifindex.
+    let fd = unsafe {
+        libbpf_sys::bpf_link_create(prog.as_raw_fd(), ifindex as i32, attach_type, &opts)
+    };
+    if fd < 0 {
+        return Err(Error::new(
+            ErrorKind::Dataplane,
+            format!(
+                "tcx attach of {name} to ifindex {ifindex} {} failed",
+                tcx_hook_name(attach_type)
+            ),
+        )
+        .with_details(io::Error::from_raw_os_error(-fd)));
+    }
+    // SAFETY: fd is a link fd the kernel just gave us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// `ingress` / `egress` for a `BPF_TCX_*` attach type.
+pub fn tcx_hook_name(attach_type: u32) -> &'static str {
+    if attach_type == libbpf_sys::BPF_TCX_INGRESS {
+        "ingress"
+    } else {
+        "egress"
+    }
+}
+
+/// The id of the program pinned at `path`; None when there is no pin.
+pub fn pinned_prog_id(path: &Path) -> Result<Option<u32>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    let fd = Program::fd_from_pinned_path(path).context(
+        ErrorKind::Dataplane,
+        format!("cannot open the program pin {}", path.display()),
+    )?;
+    Program::id_from_fd(fd.as_fd()).map(Some).context(
+        ErrorKind::Dataplane,
+        format!("cannot read the id of {}", path.display()),
+    )
+}
+
+/// Where a pinned tcx link is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcxTarget {
+    pub ifindex: u32,
+    /// A `libbpf_sys::BPF_TCX_*` value.
+    pub attach_type: u32,
+}
+
+pub fn pinned_tcx_target(pin: &Path) -> Result<TcxTarget> {
+    let link = Link::open(pin).context(
+        ErrorKind::CheckMismatch,
+        format!("link pin {} is missing", pin.display()),
+    )?;
+    let info = link.info().context(
+        ErrorKind::Dataplane,
+        format!("cannot read link info of {}", pin.display()),
+    )?;
+    match info.info {
+        LinkTypeInfo::Tcx(tcx) => Ok(TcxTarget {
+            ifindex: tcx.ifindex,
+            attach_type: tcx.attach_type as u32,
+        }),
+        _ => Err(Error::new(
+            ErrorKind::CheckMismatch,
+            format!("link {} is not a tcx link", pin.display()),
+        )
+        .with_details("natra pins only tcx links under that name")),
+    }
+}
+
+/// What a pinned link says about itself (natra inspect).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkSummary {
+    pub link_id: u32,
+    pub prog_id: u32,
+    /// Where it is attached, for a tcx link.
+    pub tcx: Option<TcxTarget>,
+    /// What the kernel charges the link's fd for.
+    pub memlock: u64,
+}
+
+pub fn pinned_link(pin: &Path) -> Result<LinkSummary> {
+    let link = Link::open(pin).context(
+        ErrorKind::Dataplane,
+        format!("cannot open {}", pin.display()),
+    )?;
+    let info = link
+        .info()
+        .context(ErrorKind::Dataplane, "cannot read link info")?;
+    Ok(LinkSummary {
+        link_id: info.id,
+        prog_id: info.prog_id,
+        tcx: match info.info {
+            LinkTypeInfo::Tcx(tcx) => Some(TcxTarget {
+                ifindex: tcx.ifindex,
+                attach_type: tcx.attach_type as u32,
+            }),
+            _ => None,
+        },
+        memlock: fdinfo_memlock(link.as_fd()),
+    })
+}
+
+/// Detaches a pinned link (even if another process still holds an fd to it)
+/// and removes its pin. A missing pin is fine; a defunct link (its device
+/// gone) only needs its pin removed.
+pub fn detach_pinned(pin: &Path) -> Result<()> {
+    if !pin.exists() {
+        return Ok(());
+    }
+    match Link::open(pin) {
+        Ok(link) => {
+            if let Err(e) = link.detach() {
+                log::debug!("detach of {} reported {e}; removing the pin", pin.display());
+            }
+        }
+        Err(e) => log::debug!("no link at {}: {e}", pin.display()),
+    }
+    super::pins::remove_if_present(pin)
+}
+
+/// What the kernel charges an object's fd for (`memlock:` in fdinfo).
+pub fn fdinfo_memlock(fd: BorrowedFd<'_>) -> u64 {
+    fs::read_to_string(format!("/proc/self/fdinfo/{}", fd.as_raw_fd()))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("memlock:"))
+                .and_then(|v| v.trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// What the kernel charges program `prog_id` for; None if it is gone.
+pub fn prog_memlock(prog_id: u32) -> Option<u64> {
+    let fd = Program::fd_from_id(prog_id).ok()?;
+    Some(fdinfo_memlock(fd.as_fd()))
+}
