@@ -1,4 +1,5 @@
 //! natra: a chained CNI plugin that rate-limits Pod traffic with BPF.
+pub mod agent;
 pub mod cli;
 pub mod cni;
 pub mod contract;
