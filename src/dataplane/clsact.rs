@@ -28,6 +28,7 @@ use libbpf_rs::{TcAttachPoint, TcHook, TcHookBuilder, TC_EGRESS, TC_INGRESS};
 use nix::errno::Errno;
 
 use super::direction::Direction;
+use super::sys;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::qdisc::{self, CLSACT_EGRESS_PARENT, CLSACT_INGRESS_PARENT};
 
@@ -112,24 +113,6 @@ fn natra_hook(prog: BorrowedFd<'_>, ifindex: u32, hook: Hook) -> TcHook {
         .hook(hook.attach_point())
 }
 
-/// libbpf's identity of natra's filter at `hook` of `ifindex`, without a
-/// program: what query and detach need (TcHook insists on a program fd).
-fn raw_hook(ifindex: u32, hook: Hook) -> (libbpf_sys::bpf_tc_hook, libbpf_sys::bpf_tc_opts) {
-    let tc_hook = libbpf_sys::bpf_tc_hook {
-        sz: std::mem::size_of::<libbpf_sys::bpf_tc_hook>() as libbpf_sys::size_t,
-        ifindex: ifindex as i32,
-        attach_point: hook.attach_point(),
-        ..Default::default()
-    };
-    let opts = libbpf_sys::bpf_tc_opts {
-        sz: std::mem::size_of::<libbpf_sys::bpf_tc_opts>() as libbpf_sys::size_t,
-        handle: HANDLE,
-        priority: PRIORITY,
-        ..Default::default()
-    };
-    (tc_hook, opts)
-}
-
 /// Attaches the loaded SCHED_CLS program `prog` as natra's direct-action
 /// filter at `hook` of `ifindex`, creating the clsact qdisc if there is
 /// none. Attaching again replaces natra's filter in place (same handle and
@@ -194,15 +177,10 @@ pub fn query(ifindex: u32, hook: Hook) -> Result<Option<u32>> {
     if !natra_filter_present(ifindex, hook)? {
         return Ok(None);
     }
-    let (tc_hook, mut opts) = raw_hook(ifindex, hook);
-    // SAFETY: both structs are fully initialised with their sizes set, as
-    // libbpf's OPTS convention requires, and live across the call; libbpf
-    // only writes opts.prog_id.
-    let rc = unsafe { libbpf_sys::bpf_tc_query(&tc_hook, &mut opts) };
-    match Errno::from_raw(-rc) {
-        _ if rc == 0 => Ok(Some(opts.prog_id)),
-        Errno::ENOENT => Ok(None),
-        errno => Err(Error::new(
+    match sys::tc_query(ifindex, hook.attach_point(), HANDLE, PRIORITY) {
+        Ok(prog_id) => Ok(Some(prog_id)),
+        Err(Errno::ENOENT) => Ok(None),
+        Err(errno) => Err(Error::new(
             ErrorKind::Dataplane,
             format!(
                 "cannot query natra's filter at {} of ifindex {ifindex}",
@@ -225,14 +203,11 @@ pub fn detach(ifindex: u32, hook: Hook, natra_created_clsact: bool) -> Result<De
         return Ok(done);
     }
     if natra_filter_present(ifindex, hook)? {
-        let (tc_hook, opts) = raw_hook(ifindex, hook);
-        // SAFETY: as in query; libbpf only reads both structs.
-        let rc = unsafe { libbpf_sys::bpf_tc_detach(&tc_hook, &opts) };
-        match Errno::from_raw(-rc) {
-            _ if rc == 0 => done.filter_removed = true,
+        match sys::tc_detach(ifindex, hook.attach_point(), HANDLE, PRIORITY) {
+            Ok(()) => done.filter_removed = true,
             // Gone since the dump: what the caller wanted.
-            Errno::ENOENT => {}
-            errno => {
+            Err(Errno::ENOENT) => {}
+            Err(errno) => {
                 return Err(Error::new(
                     ErrorKind::Dataplane,
                     format!(

@@ -20,8 +20,9 @@
 //! | btf_json.rs | map values as JSON through BTF |
 //! | direction.rs, faults.rs, skeleton.rs | directions, test fault hooks, the generated skeleton |
 //!
-//! Imports run one way, top to bottom: add, check, teardown, view → edt,
-//! record, maps, clsact → modes → direction, pins, sys, skeleton.
+//! Imports run one way (no cycles): add → teardown → edt, record → modes →
+//! clsact → direction, faults; check and view beside add; maps, record →
+//! sys → pins, skeleton.
 mod add;
 pub mod btf_json;
 mod check;

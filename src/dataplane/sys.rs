@@ -9,7 +9,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 
 use libbpf_rs::query::LinkTypeInfo;
-use libbpf_rs::{Link, MapInfo, Program};
+use libbpf_rs::{Link, MapInfo, Program, TcAttachPoint};
+use nix::errno::Errno;
 
 use super::skeleton::types::{natra_attachment, natra_bucket_state, natra_config, natra_counters};
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -327,4 +328,66 @@ pub fn fdinfo_memlock(fd: BorrowedFd<'_>) -> u64 {
 pub fn prog_memlock(prog_id: u32) -> Option<u64> {
     let fd = Program::fd_from_id(prog_id).ok()?;
     Some(fdinfo_memlock(fd.as_fd()))
+}
+
+/// libbpf's identity of the filter at `handle` and `priority` of
+/// `attach_point` of `ifindex`, without a program: what query and detach
+/// need (libbpf-rs's TcHook insists on a program fd).
+fn tc_filter(
+    ifindex: u32,
+    attach_point: TcAttachPoint,
+    handle: u32,
+    priority: u32,
+) -> (libbpf_sys::bpf_tc_hook, libbpf_sys::bpf_tc_opts) {
+    let tc_hook = libbpf_sys::bpf_tc_hook {
+        sz: size_of::<libbpf_sys::bpf_tc_hook>() as libbpf_sys::size_t,
+        ifindex: ifindex as i32,
+        attach_point,
+        ..Default::default()
+    };
+    let opts = libbpf_sys::bpf_tc_opts {
+        sz: size_of::<libbpf_sys::bpf_tc_opts>() as libbpf_sys::size_t,
+        handle,
+        priority,
+        ..Default::default()
+    };
+    (tc_hook, opts)
+}
+
+/// The id of the program in the cls_bpf filter at `handle` and `priority`
+/// (calling thread's netns); the errno libbpf reports otherwise.
+pub fn tc_query(
+    ifindex: u32,
+    attach_point: TcAttachPoint,
+    handle: u32,
+    priority: u32,
+) -> std::result::Result<u32, Errno> {
+    let (tc_hook, mut opts) = tc_filter(ifindex, attach_point, handle, priority);
+    // SAFETY: both structs are fully initialised with their sizes set, as
+    // libbpf's OPTS convention requires, and live across the call; libbpf
+    // only writes opts.prog_id.
+    let rc = unsafe { libbpf_sys::bpf_tc_query(&tc_hook, &mut opts) };
+    if rc == 0 {
+        Ok(opts.prog_id)
+    } else {
+        Err(Errno::from_raw(-rc))
+    }
+}
+
+/// Removes the cls_bpf filter at `handle` and `priority` (calling thread's
+/// netns); the errno libbpf reports if it cannot.
+pub fn tc_detach(
+    ifindex: u32,
+    attach_point: TcAttachPoint,
+    handle: u32,
+    priority: u32,
+) -> std::result::Result<(), Errno> {
+    let (tc_hook, opts) = tc_filter(ifindex, attach_point, handle, priority);
+    // SAFETY: as in tc_query; libbpf only reads both structs.
+    let rc = unsafe { libbpf_sys::bpf_tc_detach(&tc_hook, &opts) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(Errno::from_raw(-rc))
+    }
 }
