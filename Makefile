@@ -5,7 +5,12 @@ BPF_ARCH := $(if $(filter aarch64,$(shell uname -m)),arm64,x86)
 BPF_SOURCES := $(wildcard bpf/*.c bpf/lib/*.h include/natra.h)
 C_SOURCES := $(BPF_SOURCES) scripts/verifier-stats.c
 
-.PHONY: all deps bpffs build test test-kernels lint fmt fuzz bench bench-quick bench-bpf bench-add verifier-stats demo vmlinux clean
+.PHONY: all deps bpffs build release image test test-kernels lint fmt fuzz bench bench-quick bench-bpf bench-add verifier-stats demo vmlinux clean
+
+HOST_TRIPLE := $(shell rustc -vV 2>/dev/null | sed -n 's/^host: //p')
+RELEASE_BIN := target/$(HOST_TRIPLE)/release/natra
+VERSION := $(shell sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)
+IMAGE ?= localhost/natra:$(VERSION)
 
 all: build
 
@@ -18,6 +23,20 @@ bpffs:
 build: deps
 	$(CARGO) build --release
 
+# The binary to copy onto nodes: glibc, libbpf, libelf and zlib linked in
+# (crt-static on the gnu target, Debian's static libraries), so the plugin
+# runs on any node OS. RUSTFLAGS with --target reach natra, not build.rs.
+release: deps
+	RUSTFLAGS="-C target-feature=+crt-static" $(CARGO) build --release --target $(HOST_TRIPLE) --bin natra
+	@file $(RELEASE_BIN)
+
+# An OCI image tarball FROM scratch: the static binary alone, entrypoint
+# `natra agent`; no base image, no registry (`ctr images import` takes it).
+image: release
+	python3 scripts/cri/mkimage.py --name $(IMAGE) --out target/natra-image.tar \
+		--entrypoint /natra agent --file $(RELEASE_BIN):/natra
+	@echo "image $(IMAGE): target/natra-image.tar"
+
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
@@ -26,7 +45,7 @@ lint:
 # Every test: unit, host-side arithmetic, BPF_PROG_RUN, libcni integration and
 # real-traffic enforcement. Root-only tests are #[ignore]d for plain `cargo
 # test`; as root they run here, otherwise this target says loudly it skipped them.
-test: deps bpffs lint
+test: deps bpffs lint image
 ifeq ($(ROOT),0)
 	$(CARGO) test -- --include-ignored
 	$(MAKE) test-kernels

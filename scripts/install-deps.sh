@@ -5,7 +5,7 @@ set -euo pipefail
 
 PACKAGES=(clang llvm libelf-dev libbpf-dev zlib1g-dev pkg-config make bpftool iperf3 iproute2 jq ethtool bc
   containernetworking-plugins golang-go golang-github-appc-cni-dev clang-format gnuplot-nox
-  containerd runc protobuf-compiler gcc libc6-dev python3)
+  containerd runc protobuf-compiler gcc libc6-dev python3 file prometheus)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
