@@ -202,6 +202,13 @@ mod tests {
     }
 
     #[test]
+    fn flags_are_named_as_inspect_shows_them() {
+        assert_eq!(flag_names(0), Vec::<String>::new());
+        assert_eq!(flag_names(EDT | OWNS_FQ), ["owns-fq", "edt"]);
+        assert_eq!(flag_names(OWNS_CLSACT | 0x10), ["owns-clsact", "0x10"]);
+    }
+
+    #[test]
     fn modes_round_trip_and_none_is_no_mode() {
         for mode in AttachMode::ALL {
             assert_eq!(AttachMode::from_raw(mode.to_raw()), Some(mode));

@@ -240,25 +240,18 @@ pub struct TcxTarget {
 }
 
 pub fn pinned_tcx_target(pin: &Path) -> Result<TcxTarget> {
-    let link = Link::open(pin).context(
+    let link = read_link(
+        pin,
         ErrorKind::CheckMismatch,
         format!("link pin {} is missing", pin.display()),
     )?;
-    let info = link.info().context(
-        ErrorKind::Dataplane,
-        format!("cannot read link info of {}", pin.display()),
-    )?;
-    match info.info {
-        LinkTypeInfo::Tcx(tcx) => Ok(TcxTarget {
-            ifindex: tcx.ifindex,
-            attach_type: tcx.attach_type as u32,
-        }),
-        _ => Err(Error::new(
+    link.tcx.ok_or_else(|| {
+        Error::new(
             ErrorKind::CheckMismatch,
             format!("link {} is not a tcx link", pin.display()),
         )
-        .with_details("natra pins only tcx links under that name")),
-    }
+        .with_details("natra pins only tcx links under that name")
+    })
 }
 
 /// What a pinned link says about itself (natra inspect).
@@ -273,13 +266,20 @@ pub struct LinkSummary {
 }
 
 pub fn pinned_link(pin: &Path) -> Result<LinkSummary> {
-    let link = Link::open(pin).context(
+    read_link(
+        pin,
         ErrorKind::Dataplane,
         format!("cannot open {}", pin.display()),
+    )
+}
+
+/// The link pinned at `pin`; `missing` is the error when it cannot be opened.
+fn read_link(pin: &Path, kind: ErrorKind, missing: String) -> Result<LinkSummary> {
+    let link = Link::open(pin).context(kind, missing)?;
+    let info = link.info().context(
+        ErrorKind::Dataplane,
+        format!("cannot read link info of {}", pin.display()),
     )?;
-    let info = link
-        .info()
-        .context(ErrorKind::Dataplane, "cannot read link info")?;
     Ok(LinkSummary {
         link_id: info.id,
         prog_id: info.prog_id,
@@ -389,5 +389,39 @@ pub fn tc_detach(
         Ok(())
     } else {
         Err(Errno::from_raw(-rc))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use libbpf_rs::{MapHandle, MapType};
+
+    use super::*;
+
+    fn array(value_size: u32) -> MapHandle {
+        let opts = libbpf_sys::bpf_map_create_opts {
+            sz: size_of::<libbpf_sys::bpf_map_create_opts>() as libbpf_sys::size_t,
+            ..Default::default()
+        };
+        MapHandle::create(MapType::Array, Some("natra_test"), 4, value_size, 1, &opts)
+            .expect("BPF_MAP_CREATE (needs root)")
+    }
+
+    #[test]
+    #[ignore = "needs root: creates BPF maps"]
+    fn values_must_fit_the_maps_sizes() {
+        let small = array(4);
+        update(small.as_fd(), &0u32, &7u32, "write").unwrap();
+        assert_eq!(lookup::<u32, u32>(small.as_fd(), &0, "read").unwrap(), 7);
+        // A shorter value (an older natra's map) reads into a longer type.
+        let cfg: natra_config = lookup(small.as_fd(), &0, "read").unwrap();
+        assert_eq!(cfg.direction.0, 7);
+        // Never written from a type of another size, never read into a
+        // shorter one.
+        let e = update(small.as_fd(), &0u32, &natra_config::default(), "write").unwrap_err();
+        assert!(e.details.contains("4-byte values"), "{e}");
+        let big = array(size_of::<natra_config>() as u32);
+        assert!(lookup::<u32, u32>(big.as_fd(), &0, "read").is_err());
+        assert!(lookup_per_cpu::<u32, natra_counters>(big.as_fd(), &0, "read").is_err());
     }
 }
