@@ -32,4 +32,5 @@ pub mod mice;
 pub mod plugin;
 pub mod pod;
 pub mod quiet;
+pub mod skel;
 pub mod stats;
