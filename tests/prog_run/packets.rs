@@ -13,22 +13,12 @@ pub const ECN_ECT0: u8 = 2;
 pub const ECN_CE: u8 = 3;
 pub const ETH_HLEN: usize = 14;
 
+pub use crate::common::inet::inet_checksum;
+
 pub fn eth(ethertype: u16) -> Vec<u8> {
     let mut p = vec![0x02, 0, 0, 0, 0, 0x01, 0x02, 0, 0, 0, 0, 0x02];
     p.extend_from_slice(&ethertype.to_be_bytes());
     p
-}
-
-/// RFC 1071 Internet checksum of `data` (even length).
-pub fn inet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// A TCP header (data offset covers `options`, padded to 4 bytes) and payload.
