@@ -4,8 +4,12 @@
 //! clsact filters with `tc -j`, the attachment record with bpftool, and the
 //! rate with iperf3.
 //!
-//! This kernel has tcx but no sch_fq: every mode attaches, `auto` picks
-//! tcx-hostside, and EDT is always off (`edtPacing: on` is refused).
+//! Whether this kernel has sch_fq is probed (`netdev::has_sch_fq`), not
+//! assumed, and each EDT-dependent test asserts the matching case. Without
+//! fq (this project's rig: tcx, no sch_fq) every mode attaches, `auto` picks
+//! tcx-hostside and EDT is off (`edtPacing: on` is refused). With fq, `auto`
+//! and the Pod-side modes run EDT under natra's fq on the Pod's eth0, and
+//! `auto` picks tcx-podside.
 //!
 //! The iperf3 runs are serialised (one lock), so that the four mode tests
 //! never measure against each other; the rest runs in parallel.
@@ -16,7 +20,7 @@ use std::process::Command;
 
 use common::iperf::{self, client_command, IperfServer};
 use common::kernel::{self, TcxHook};
-use common::plugin::natra_cni;
+use common::netdev::has_sch_fq;
 use common::pod::{bandwidth, host_veth, pod_ip, run, run_ok, Pod, TestNet};
 use natra::dataplane::clsact::{self, Hook, HANDLE, PRIORITY};
 use serde_json::{json, Value};
@@ -45,18 +49,8 @@ fn net_with(test: &str, subnet: u8, fields: Value) -> TestNet {
 
 /// natra's DEL alone, invoked as libcni would: the veth stays, so whatever
 /// natra left on it is still there to see.
-fn natra_del(net: &TestNet, pod: &Pod, fields: &Value) {
-    let mut stdin = json!({"cniVersion": "1.0.0", "name": net.net_name, "type": "natra"});
-    for (k, v) in fields.as_object().unwrap() {
-        stdin[k] = v.clone();
-    }
-    let out = natra_cni(
-        "DEL",
-        &pod.id,
-        Some(&pod.netns_path),
-        &net.pin_root,
-        &stdin.to_string(),
-    );
+fn natra_del(pod: &Pod, fields: &Value) {
+    let out = pod.natra_alone("DEL", &pod.natra_conf(fields.clone()), &[]);
     assert!(
         out.status.success(),
         "natra DEL failed: {}{}",
@@ -158,6 +152,30 @@ fn record(pod: &Pod) -> (String, u64) {
             other => panic!("flags printed as {other}"),
         },
     )
+}
+
+/// Record flags (natra.h).
+const OWNS_CLSACT: u64 = 1;
+const OWNS_FQ: u64 = 2;
+const EDT: u64 = 4;
+
+/// The flags EDT adds to a Pod-side attachment with `edtPacing` auto or on:
+/// natra's fq and EDT where the kernel has sch_fq, nothing where it has not.
+fn edt_flags(pod_side: bool) -> u64 {
+    if pod_side && has_sch_fq() {
+        OWNS_FQ | EDT
+    } else {
+        0
+    }
+}
+
+/// The mode `auto` picks here: Pod side first when EDT can be had.
+fn auto_mode() -> Mode {
+    if has_sch_fq() {
+        Mode::TcxPodside
+    } else {
+        Mode::TcxHostside
+    }
 }
 
 fn pin_names(pod: &Pod) -> Vec<String> {
@@ -307,6 +325,20 @@ fn assert_placed(mode: Mode, pod: &Pod, veth: &str) {
     );
 }
 
+/// natra's fq (handle 4e54:) is the root qdisc of the Pod's eth0.
+fn assert_natras_fq_is_root(pod: &Pod) {
+    let list = qdiscs(Some(pod), "eth0");
+    let root = list
+        .iter()
+        .find(|q| q["root"] == true)
+        .unwrap_or_else(|| panic!("no root qdisc on the Pod's eth0: {list:#?}"));
+    assert_eq!(
+        (&root["kind"], &root["handle"]),
+        (&json!("fq"), &json!("4e54:")),
+        "{root:#}"
+    );
+}
+
 /// Nothing of natra on either end of the Pod's veth.
 fn assert_nothing_on(pod: &Pod, veth: &str) {
     let host_if = host_ifindex(veth);
@@ -338,7 +370,7 @@ fn explicit_mode(mode: Mode, subnet: u8, way: Way, port: u16) {
     let veth = host_veth(&result);
 
     // NATRA_ATTACH_OWNS_CLSACT: the veth had no clsact before natra.
-    let flags = if mode.tcx() { 0 } else { 1 };
+    let flags = if mode.tcx() { 0 } else { OWNS_CLSACT } | edt_flags(mode.pod_side());
     assert_eq!(record(&client), (mode.record_name().to_owned(), flags));
     assert_placed(mode, &client, &veth);
     client.check(Some(&bw)).ok();
@@ -364,7 +396,7 @@ fn explicit_mode(mode: Mode, subnet: u8, way: Way, port: u16) {
         CAP_BITS / 1_000_000
     );
 
-    natra_del(&net, &client, &fields);
+    natra_del(&client, &fields);
     assert_eq!(client.pins(), None, "{mode:?}: pins outlived DEL");
     assert_nothing_on(&client, &veth);
     client.del(Some(&bw)).ok();
@@ -413,7 +445,8 @@ fn auto_picks_tcx_hostside_here_and_failed_attempts_are_undone() {
         pod.pin_dir().join("attachment").to_str().unwrap(),
     ]);
     assert_eq!(
-        dump[0]["formatted"]["value"]["mode"], "NATRA_ATTACH_TCX_HOSTSIDE",
+        dump[0]["formatted"]["value"]["mode"],
+        auto_mode().record_name(),
         "{dump}"
     );
     assert_eq!(
@@ -424,29 +457,15 @@ fn auto_picks_tcx_hostside_here_and_failed_attempts_are_undone() {
         dump[0]["formatted"]["value"]["pod_ifindex"],
         pod_ifindex(&pod)
     );
-    assert_placed(Mode::TcxHostside, &pod, &veth);
+    assert_placed(auto_mode(), &pod, &veth);
     pod.check(Some(&bw)).ok();
 
     // Every mode failing (fault injected after the first attach of each):
     // each attempt is undone before the next, whatever side it was on.
-    let add = |fields: Value, env: &[(&str, &str)]| {
-        let mut stdin = json!({
-            "cniVersion": "1.0.0", "name": net.net_name, "type": "natra",
-            "runtimeConfig": {"bandwidth": bw}, "prevResult": result,
-        });
-        for (k, v) in fields.as_object().unwrap() {
-            stdin[k] = v.clone();
-        }
-        let netns = pod.netns_path.to_str().unwrap();
-        let mut vars = vec![
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", pod.id.as_str()),
-            ("CNI_NETNS", netns),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", "/usr/lib/cni"),
-        ];
-        vars.extend_from_slice(env);
-        let out = common::plugin::natra_raw(&vars, &net.pin_root, &stdin.to_string());
+    let add = |mut fields: Value, env: &[(&str, &str)]| {
+        fields["runtimeConfig"] = json!({"bandwidth": bw});
+        fields["prevResult"] = result.clone();
+        let out = pod.natra_alone("ADD", &pod.natra_conf(fields), env);
         (out.status.success(), common::plugin::single_json(&out))
     };
     let (ok, e) = add(json!({}), &[("NATRA_FAIL_AFTER_ATTACHES", "1")]);
@@ -508,17 +527,36 @@ fn edt_pacing_on_is_refused_without_fq_and_leaves_nothing() {
     assert_eq!(root_kind(Some(&pod), "eth0").as_deref(), Some("noqueue"));
 
     let bw = bandwidth(Some(CAP_BITS), Some(CAP_BITS));
-    let stdin = json!({
-        "cniVersion": "1.0.0", "name": net.net_name, "type": "natra", "edtPacing": "on",
-        "runtimeConfig": {"bandwidth": bw}, "prevResult": result,
-    });
-    let out = natra_cni(
-        "ADD",
-        &pod.id,
-        Some(&pod.netns_path),
-        &net.pin_root,
-        &stdin.to_string(),
-    );
+    let fields = json!({"edtPacing": "on"});
+    let mut conf = pod.natra_conf(fields.clone());
+    conf["runtimeConfig"] = json!({"bandwidth": bw});
+    conf["prevResult"] = result;
+    let out = pod.natra_alone("ADD", &conf, &[]);
+    if has_sch_fq() {
+        // The other case: EDT on, under natra's fq, from the Pod side.
+        assert!(
+            out.status.success(),
+            "edtPacing on with sch_fq failed: {}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert_eq!(
+            record(&pod),
+            (Mode::TcxPodside.record_name().to_owned(), OWNS_FQ | EDT)
+        );
+        assert_natras_fq_is_root(&pod);
+        assert_placed(Mode::TcxPodside, &pod, &veth);
+        natra_del(&pod, &fields);
+        assert_eq!(pod.pins(), None, "pins outlived DEL");
+        net.assert_pin_root_clean();
+        assert_eq!(
+            qdiscs(Some(&pod), "eth0"),
+            before,
+            "natra's fq outlived DEL"
+        );
+        assert_nothing_on(&pod, &veth);
+        pod.del(None).ok();
+        return;
+    }
     assert!(!out.status.success(), "edtPacing on without fq must fail");
     let err = common::plugin::single_json(&out);
     assert_eq!(err["code"], 100, "{err}");
@@ -553,11 +591,36 @@ fn edt_pacing_auto_falls_back_to_policing_without_fq() {
     let out = pod.add(Some(&bw));
     let stderr = out.stderr.clone();
     let result = out.ok();
+    if has_sch_fq() {
+        // The other case: EDT on, natra's fq the root, programs Pod side.
+        assert!(
+            stderr.contains("EDT on: fq is the root qdisc of the Pod's eth0 (installed by natra)"),
+            "{stderr}"
+        );
+        assert!(!stderr.contains("EDT off"), "{stderr}");
+        assert_eq!(
+            record(&pod),
+            (Mode::TcxPodside.record_name().to_owned(), OWNS_FQ | EDT)
+        );
+        assert_natras_fq_is_root(&pod);
+        assert_placed(Mode::TcxPodside, &pod, &host_veth(&result));
+        pod.check(Some(&bw)).ok();
+        pod.del(Some(&bw)).ok();
+        net.assert_pin_root_clean();
+        return;
+    }
     let line = stderr
         .lines()
         .find(|l| l.contains("EDT off: fq unavailable: "))
         .unwrap_or_else(|| panic!("no `EDT off: fq unavailable` line in stderr:\n{stderr}"));
-    assert!(line.contains("fq"), "{line}");
+    // The reason is the kernel's refusal for the Pod's eth0: its ifindex,
+    // the errno of a qdisc kind the kernel does not know, and its extack.
+    let pod_if = pod_ifindex(&pod);
+    assert!(line.contains(&format!("(ifindex {pod_if})")), "{line}");
+    assert!(
+        line.contains("ENOENT") && line.contains("kernel:"),
+        "{line}"
+    );
     let (mode, flags) = record(&pod);
     assert_eq!(mode, "NATRA_ATTACH_TCX_HOSTSIDE");
     assert_eq!(flags, 0, "no EDT, no fq of natra's");
@@ -601,19 +664,11 @@ fn check_fails_once_natras_clsact_filter_is_deleted() {
 
     // The same on the host side.
     let fields = json!({"attachMode": "clsact-hostside"});
-    natra_del(&net, &pod, &fields);
-    let stdin = json!({
-        "cniVersion": "1.0.0", "name": net.net_name, "type": "natra",
-        "attachMode": "clsact-hostside", "runtimeConfig": {"bandwidth": bw},
-        "prevResult": result,
-    });
-    let out = natra_cni(
-        "ADD",
-        &pod.id,
-        Some(&pod.netns_path),
-        &net.pin_root,
-        &stdin.to_string(),
-    );
+    natra_del(&pod, &fields);
+    let mut conf = pod.natra_conf(fields.clone());
+    conf["runtimeConfig"] = json!({"bandwidth": bw});
+    conf["prevResult"] = result;
+    let out = pod.natra_alone("ADD", &conf, &[]);
     assert!(out.status.success(), "{out:?}");
     assert_placed(Mode::ClsactHostside, &pod, &veth);
     run_ok(Command::new("tc").args([
@@ -625,20 +680,14 @@ fn check_fails_once_natras_clsact_filter_is_deleted() {
         "pref",
         &PRIORITY.to_string(),
     ]));
-    let out = natra_cni(
-        "CHECK",
-        &pod.id,
-        Some(&pod.netns_path),
-        &net.pin_root,
-        &stdin.to_string(),
-    );
+    let out = pod.natra_alone("CHECK", &conf, &[]);
     let e = common::plugin::single_json(&out);
     assert_eq!(e["code"], 101, "{e}");
     assert!(
         e["msg"].as_str().unwrap().contains("pod_egress"),
         "CHECK names it: {e}"
     );
-    natra_del(&net, &pod, &fields);
+    natra_del(&pod, &fields);
     assert_eq!(pod.pins(), None);
     pod.del(None).ok();
     net.assert_pin_root_clean();
@@ -663,22 +712,14 @@ fn del_spares_foreign_clsact_filters() {
     // And natra's slot on the other hook taken over by a program that is
     // not this attachment's (as when a reused ifindex carries another
     // Pod's filter).
-    let mut storage = std::mem::MaybeUninit::uninit();
-    let skel = {
-        use libbpf_rs::skel::{OpenSkel, SkelBuilder};
-        natra::dataplane::skeleton::NatraSkelBuilder::default()
-            .open(&mut storage)
-            .unwrap()
-            .load()
-            .unwrap()
-    };
+    let skel = common::skel::loaded();
     use std::os::fd::AsFd;
     let foreign = clsact::attach(skel.progs.pod_ingress.as_fd(), ifindex, Hook::Egress).unwrap();
     let ours = pinned_prog_id(&pod.pin_dir().join("pod_ingress_prog"));
     assert_ne!(foreign.prog_id, ours);
     assert!(!foreign.created_clsact);
 
-    natra_del(&net, &pod, &fields);
+    natra_del(&pod, &fields);
     assert_eq!(pod.pins(), None);
     let ingress = filters(None, &veth, "ingress");
     assert!(
@@ -736,24 +777,14 @@ fn env_wins_over_netconf_and_unknown_values_are_code_7() {
             ["NATRA_EDT_PACING", "always"],
         ),
     ] {
-        let mut stdin = json!({
-            "cniVersion": "1.0.0", "name": net.net_name, "type": "natra",
+        let mut conf = pod.natra_conf(json!({
             "runtimeConfig": {"bandwidth": bw}, "prevResult": result,
-        });
+        }));
         for (k, v) in fields.as_object().unwrap() {
-            stdin[k] = v.clone();
+            conf[k] = v.clone();
         }
-        let pins = net.pin_root.to_str().unwrap().to_owned();
-        let netns = pod.netns_path.to_str().unwrap().to_owned();
-        let mut vars = vec![
-            ("CNI_COMMAND", "ADD"),
-            ("CNI_CONTAINERID", pod.id.as_str()),
-            ("CNI_NETNS", netns.as_str()),
-            ("CNI_IFNAME", "eth0"),
-            ("CNI_PATH", "/usr/lib/cni"),
-        ];
-        vars.extend(env);
-        let out = common::plugin::natra_raw(&vars, Path::new(&pins), &stdin.to_string());
+        let env: Vec<_> = env.into_iter().collect();
+        let out = pod.natra_alone("ADD", &conf, &env);
         let e = common::plugin::single_json(&out);
         assert_eq!(e["code"], 7, "{e}");
         let msg = e["msg"].as_str().unwrap();

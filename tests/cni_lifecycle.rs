@@ -383,18 +383,7 @@ fn failed_add_leaves_nothing_behind() {
     assert_eq!(pod.pins(), None, "a failed ADD left its pin dir");
     net.assert_pin_root_clean();
     // No ADD result: find the host veth as the Pod's eth0 peer.
-    let iflink = run_ok(pod.exec("cat").arg("/sys/class/net/eth0/iflink"));
-    let ifindex: u32 = iflink.trim().parse().unwrap();
-    let links: Value =
-        serde_json::from_str(&run_ok(Command::new("ip").args(["-j", "link", "show"]))).unwrap();
-    let veth = links
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|l| l["ifindex"].as_u64() == Some(u64::from(ifindex)))
-        .and_then(|l| l["ifname"].as_str())
-        .unwrap_or_else(|| panic!("no host interface with ifindex {ifindex}"))
-        .to_owned();
+    let veth = common::netdev::host_peer(&pod);
     assert_no_tcx_on(&veth);
 
     pod.del(Some(&bw)).ok();
@@ -418,21 +407,12 @@ fn repeated_add_keeps_one_link_per_direction() {
 
     let faster = bandwidth(Some(RATE_BITS * 2), Some(RATE_BITS * 2));
     for (round, limit) in [&bw, &faster].into_iter().enumerate() {
-        let stdin = serde_json::json!({
-            "cniVersion": "1.0.0",
-            "name": net.net_name,
-            "type": "natra",
+        let stdin = pod.natra_conf(serde_json::json!({
             "capabilities": {"bandwidth": true},
             "runtimeConfig": {"bandwidth": limit},
             "prevResult": result,
-        });
-        let out = common::plugin::natra_cni(
-            "ADD",
-            &pod.id,
-            Some(&pod.netns_path),
-            &net.pin_root,
-            &stdin.to_string(),
-        );
+        }));
+        let out = pod.natra_alone("ADD", &stdin, &[]);
         assert!(out.status.success(), "repeat ADD {round}: {out:?}");
         let again = assert_both_links_on(&pod, &veth);
         assert_ne!(again, first, "a repeat ADD replaces the links");
@@ -444,20 +424,11 @@ fn repeated_add_keeps_one_link_per_direction() {
     pod.check(Some(&faster)).ok();
 
     // A repeat ADD that asks for no limit clears what the earlier ones made.
-    let unlimited = serde_json::json!({
-        "cniVersion": "1.0.0",
-        "name": net.net_name,
-        "type": "natra",
+    let unlimited = pod.natra_conf(serde_json::json!({
         "capabilities": {"bandwidth": true},
         "prevResult": result,
-    });
-    let out = common::plugin::natra_cni(
-        "ADD",
-        &pod.id,
-        Some(&pod.netns_path),
-        &net.pin_root,
-        &unlimited.to_string(),
-    );
+    }));
+    let out = pod.natra_alone("ADD", &unlimited, &[]);
     assert!(out.status.success(), "unlimited repeat ADD: {out:?}");
     assert_eq!(pod.pins(), None, "an unlimited repeat ADD must unpin");
     assert_no_tcx_on(&veth);

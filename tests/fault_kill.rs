@@ -46,18 +46,7 @@ fn killed_add(pod: &Pod) -> String {
     assert!(!out.success, "ADD survived its own SIGKILL: {}", out.stdout);
     assert!(pod.pin_dir().is_dir(), "the kill left no state to clean up");
     // The veth is the one ptp made in the Pod's netns: find its peer.
-    let peer =
-        run_ok(Command::new("ip").args(["-n", &pod.netns_name, "-j", "link", "show", "eth0"]));
-    let link: Value = serde_json::from_str::<Vec<Value>>(&peer).unwrap().remove(0);
-    let peer_index = link["link_index"].as_u64().expect("eth0 has a peer") as u32;
-    let hosts: Vec<Value> =
-        serde_json::from_str(&run_ok(Command::new("ip").args(["-j", "link"]))).unwrap();
-    hosts
-        .iter()
-        .find(|l| l["ifindex"].as_u64() == Some(peer_index as u64))
-        .and_then(|l| l["ifname"].as_str())
-        .expect("host veth")
-        .to_owned()
+    common::netdev::host_peer(pod)
 }
 
 #[test]
@@ -151,18 +140,7 @@ fn a_kill_between_making_clsact_and_recording_it_leaves_nothing_after_del() {
     let bw = bandwidth(Some(20_000_000), Some(20_000_000));
     let out = pod.add_with_env(Some(&bw), &[("NATRA_KILL_AT", "clsact-created")]);
     assert!(!out.success, "ADD survived its own SIGKILL: {}", out.stdout);
-    let peer =
-        run_ok(Command::new("ip").args(["-n", &pod.netns_name, "-j", "link", "show", "eth0"]));
-    let link: Value = serde_json::from_str::<Vec<Value>>(&peer).unwrap().remove(0);
-    let peer_index = link["link_index"].as_u64().unwrap();
-    let hosts: Vec<Value> =
-        serde_json::from_str(&run_ok(Command::new("ip").args(["-j", "link"]))).unwrap();
-    let veth = hosts
-        .iter()
-        .find(|l| l["ifindex"].as_u64() == Some(peer_index))
-        .and_then(|l| l["ifname"].as_str())
-        .unwrap()
-        .to_owned();
+    let veth = common::netdev::host_peer(&pod);
     assert_eq!(
         clsact_on(&veth),
         1,

@@ -38,6 +38,7 @@ use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::inet::inet_checksum;
 use common::pod::{bandwidth, host_veth, pod_ip, run_ok, Pod, TestNet};
 use nix::libc;
 use nix::sched::{setns, CloneFlags};
@@ -66,17 +67,6 @@ const ETH_P_IP: u16 = 0x0800;
 /// What one frame of `payload` bytes carries on the wire once segmented.
 fn wire_bytes(payload: usize) -> u64 {
     (payload.div_ceil(GSO_SIZE) * HDR + payload) as u64
-}
-
-fn inet_checksum(data: &[u8]) -> u16 {
-    let mut sum: u32 = data
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)])))
-        .sum();
-    while sum > 0xffff {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
 }
 
 /// Where the flood goes: MACs and IPv4 addresses of one hop.

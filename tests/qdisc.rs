@@ -7,15 +7,12 @@
 //! pid, and removed by a Drop guard even when an assertion fails.
 mod common;
 
-use std::mem::MaybeUninit;
 use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::process::Command;
 
-use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::Program;
 use natra::dataplane::clsact::{self, Hook, HANDLE, PRIORITY};
-use natra::dataplane::skeleton::{NatraSkel, NatraSkelBuilder};
 use natra::error::ErrorKind;
 use natra::netns::run_in_netns;
 use natra::qdisc::{self, FqOutcome, RootOutcome};
@@ -171,14 +168,6 @@ fn assert_natra_filter(filters: &[Value], prog_id: u32) {
     assert_eq!(f["options"]["handle"], format!("{HANDLE:#x}"), "{f:#}");
     assert_eq!(f["options"]["direct-action"], true, "{f:#}");
     assert_eq!(f["options"]["prog"]["id"], prog_id, "{f:#}");
-}
-
-fn load(storage: &mut MaybeUninit<libbpf_rs::OpenObject>) -> NatraSkel<'_> {
-    NatraSkelBuilder::default()
-        .open(storage)
-        .expect("open the BPF object")
-        .load()
-        .expect("load the BPF programs")
 }
 
 fn prog_id(prog: &Program<'_>) -> u32 {
@@ -419,8 +408,7 @@ fn has_and_remove_clsact() {
     assert!(!qdisc::has_clsact(ifindex).unwrap());
     qdisc::remove_clsact(ifindex).unwrap();
     assert!(veth.qdiscs().iter().any(|q| q["kind"] == "ingress"));
-    let mut storage = MaybeUninit::uninit();
-    let skel = load(&mut storage);
+    let skel = common::skel::loaded();
     let e = clsact::attach(skel.progs.pod_egress.as_fd(), ifindex, Hook::Ingress).unwrap_err();
     assert!(e.msg.contains("ingress qdisc"), "{e}");
     assert!(veth.qdiscs().iter().any(|q| q["kind"] == "ingress"));
@@ -432,8 +420,7 @@ fn clsact_attach_query_detach_on_the_host_veth() {
     common::require_root();
     let veth = Veth::new("ha");
     let ifindex = veth.host_ifindex;
-    let mut storage = MaybeUninit::uninit();
-    let skel = load(&mut storage);
+    let skel = common::skel::loaded();
     let ingress_id = prog_id(&skel.progs.pod_ingress);
     let egress_id = prog_id(&skel.progs.pod_egress);
     assert_eq!(clsact::query(ifindex, Hook::Egress).unwrap(), None);
@@ -486,8 +473,7 @@ fn clsact_attach_query_detach_on_the_host_veth() {
 fn clsact_attach_inside_the_pod_netns() {
     common::require_root();
     let veth = Veth::new("pa");
-    let mut storage = MaybeUninit::uninit();
-    let skel = load(&mut storage);
+    let skel = common::skel::loaded();
     let fd = skel.progs.pod_egress.as_fd();
     let id = prog_id(&skel.progs.pod_egress);
 
@@ -525,8 +511,7 @@ fn clsact_attach_twice_replaces() {
     common::require_root();
     let veth = Veth::new("tw");
     let ifindex = veth.host_ifindex;
-    let mut storage = MaybeUninit::uninit();
-    let skel = load(&mut storage);
+    let skel = common::skel::loaded();
     let ingress_id = prog_id(&skel.progs.pod_ingress);
     let egress_id = prog_id(&skel.progs.pod_egress);
 
@@ -555,8 +540,7 @@ fn clsact_detach_spares_foreign_filters_and_foreign_clsact() {
     common::require_root();
     let veth = Veth::new("fo");
     let ifindex = veth.host_ifindex;
-    let mut storage = MaybeUninit::uninit();
-    let skel = load(&mut storage);
+    let skel = common::skel::loaded();
     let id = prog_id(&skel.progs.pod_ingress);
 
     // natra creates the clsact, then someone adds a filter of their own.

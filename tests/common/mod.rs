@@ -26,10 +26,14 @@ pub fn repo_root() -> PathBuf {
 
 pub mod bpf_cost;
 pub mod cri;
+pub mod inet;
 pub mod iperf;
 pub mod kernel;
 pub mod mice;
+pub mod natra_alone;
+pub mod netdev;
 pub mod plugin;
 pub mod pod;
 pub mod quiet;
+pub mod skel;
 pub mod stats;
