@@ -105,3 +105,144 @@ fn a_rewritten_main_conflist_is_chained_again_within_seconds() {
     let _ = fs::remove_dir_all(&dir);
     let _ = Outcome::Unchanged;
 }
+
+mod common;
+
+/// `GET path` on 127.0.0.1:`port`: (status, body).
+fn http_get(port: u16, path: &str) -> Option<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut text = String::new();
+    s.read_to_string(&mut text).ok()?;
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+    Some((status, body))
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+#[ignore = "needs root: a limited Pod for the metrics (run via make test)"]
+fn natra_agent_chains_serves_metrics_promtool_accepts_and_keeps_the_chain_on_sigterm() {
+    use common::pod::{bandwidth, TestNet};
+    common::require_root();
+    let dir = scratch("live");
+    let conf_dir = dir.join("net.d");
+    write_main(&conf_dir, "10.244.1.0/24");
+    let net = TestNet::new("agent", 255);
+    let port = free_port();
+    /// Killed on drop, so a failed assertion leaves no agent behind.
+    struct Agent(std::process::Child);
+    impl Drop for Agent {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_natra"))
+        .args(["agent", "--cni-conf-dir"])
+        .arg(&conf_dir)
+        .arg("--cni-bin-dir")
+        .arg(dir.join("bin"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("NATRA_PIN_ROOT", &net.pin_root)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .map(Agent)
+        .expect("cannot start natra agent");
+    let start = Instant::now();
+    let healthy = loop {
+        if let Some((200, body)) = http_get(port, "/healthz") {
+            break body;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no /healthz");
+        thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(healthy.trim(), "ok");
+    while chained_subnet(&conf_dir).as_deref() != Some("10.244.1.0/24") {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the agent never chained"
+        );
+        thread::sleep(Duration::from_millis(20));
+    }
+
+    // A limited Pod with some traffic through it.
+    let pod = net.pod("p");
+    pod.add(Some(&bandwidth(Some(20_000_000), Some(10_000_000))))
+        .ok();
+    let _ = common::pod::run(
+        pod.exec("ping")
+            .args(["-c", "3", "-i", "0.2", "-W", "1", "10.0.0.1"]),
+    );
+    let (status, metrics) = http_get(port, "/metrics").expect("no /metrics");
+    assert_eq!(status, 200, "{metrics}");
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("natra_rate_bytes_per_second{")
+                && l.contains(&format!("container_id=\"{}\"", pod.id))
+                && l.contains("direction=\"pod_egress\"")
+                && l.ends_with(" 1250000")),
+        "{metrics}"
+    );
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut promtool = match promtool {
+        Ok(p) => p,
+        Err(e) => {
+            assert!(std::env::var_os("CI").is_none(), "promtool: {e}");
+            eprintln!("SKIPPED promtool: {e} (apt-get install prometheus)");
+            return;
+        }
+    };
+    {
+        use std::io::Write;
+        promtool
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(metrics.as_bytes())
+            .unwrap();
+    }
+    let checked = promtool.wait_with_output().unwrap();
+    assert!(
+        checked.status.success(),
+        "promtool check metrics: {}{}\n{metrics}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+
+    // A rolling update's SIGTERM: the agent stops, natra stays chained.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(agent.0.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let t0 = Instant::now();
+    let status = loop {
+        if let Some(status) = agent.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            t0.elapsed() < Duration::from_secs(5),
+            "the agent ignored SIGTERM"
+        );
+        thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status}");
+    assert_eq!(chained_subnet(&conf_dir).as_deref(), Some("10.244.1.0/24"));
+    let _ = fs::remove_dir_all(&dir);
+}

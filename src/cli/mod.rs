@@ -44,6 +44,24 @@ enum CliCommand {
         #[arg(long)]
         bpffs: Option<PathBuf>,
     },
+    /// Run as the node agent (the DaemonSet's container): install, keep natra
+    /// chained after the main CNI config as it changes, serve /metrics and
+    /// /healthz. SIGTERM stops it and leaves natra chained.
+    Agent {
+        #[arg(long, default_value = "/etc/cni/net.d")]
+        cni_conf_dir: PathBuf,
+        #[arg(long, default_value = "/opt/cni/bin")]
+        cni_bin_dir: PathBuf,
+        /// Also mount bpffs here unless it already is one.
+        #[arg(long)]
+        bpffs: Option<PathBuf>,
+        /// Address of the /metrics and /healthz endpoints.
+        #[arg(long, default_value = "0.0.0.0:9471")]
+        listen: String,
+        /// Re-chain at least this often (seconds), conf dir events or not.
+        #[arg(long, default_value_t = 60)]
+        resync_secs: u64,
+    },
     /// Remove what `natra install` wrote.
     Uninstall {
         #[arg(long, default_value = "/etc/cni/net.d")]
@@ -113,6 +131,39 @@ pub fn run() -> ExitCode {
                     done.main_config.display(),
                     done.binary.display()
                 );
+            }),
+        CliCommand::Agent {
+            cni_conf_dir,
+            cni_bin_dir,
+            bpffs,
+            listen,
+            resync_secs,
+        } => bpffs
+            .map_or(Ok(()), |path| {
+                install::ensure_bpffs_mounted(&path).map(|mounted| {
+                    if mounted {
+                        log::info!("agent: mounted bpffs at {}", path.display());
+                    }
+                })
+            })
+            .and_then(|()| {
+                std::env::current_exe().map_err(|e| {
+                    crate::error::Error::new(crate::error::ErrorKind::Io, "cannot find own binary")
+                        .with_details(e)
+                })
+            })
+            .and_then(|binary| {
+                crate::agent::run(crate::agent::AgentOptions {
+                    chain: crate::agent::chain::ChainConfig {
+                        conf_dir: cni_conf_dir,
+                        bin_dir: cni_bin_dir,
+                        binary,
+                        settle: std::time::Duration::from_millis(200),
+                        resync: std::time::Duration::from_secs(resync_secs.max(1)),
+                    },
+                    listen,
+                    pin_root: crate::dataplane::pins::pin_root(),
+                })
             }),
         CliCommand::Uninstall {
             cni_conf_dir,
