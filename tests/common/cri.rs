@@ -24,14 +24,17 @@ use hyper_util::rt::TokioIo;
 use k8s_cri::v1::image_service_client::ImageServiceClient;
 use k8s_cri::v1::runtime_service_client::RuntimeServiceClient;
 use k8s_cri::v1::{
-    ImageSpec, ImageStatusRequest, LinuxPodSandboxConfig, ListPodSandboxRequest, PodSandbox,
-    PodSandboxConfig, PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest,
-    RemovePodSandboxRequest, RunPodSandboxRequest, StatusRequest, StopPodSandboxRequest,
+    ContainerConfig, ContainerStatus, ContainerStatusRequest, CreateContainerRequest, ImageSpec,
+    ImageStatusRequest, LinuxPodSandboxConfig, ListPodSandboxRequest, PodSandbox, PodSandboxConfig,
+    PodSandboxMetadata, PodSandboxState, PodSandboxStatusRequest, RemoveContainerRequest,
+    RemovePodSandboxRequest, RunPodSandboxRequest, StartContainerRequest, StatusRequest,
+    StopContainerRequest, StopPodSandboxRequest,
 };
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 use serde_json::{json, Value};
 use tonic::transport::{Channel, Endpoint, Uri};
+use yaml_rust2::{Yaml, YamlLoader};
 
 use super::iperf;
 use super::kernel;
@@ -194,6 +197,8 @@ pub struct Containerd {
     config: PathBuf,
     log: PathBuf,
     child: Option<Child>,
+    /// [`Containerd::shared_bpffs`]'s bind of /sys/fs/bpf.
+    bpffs_bind: Option<PathBuf>,
 }
 
 impl Containerd {
@@ -233,6 +238,7 @@ impl Containerd {
             log: work.join("containerd.log"),
             work,
             child: None,
+            bpffs_bind: None,
         };
         for plugin in MAIN_PLUGINS {
             fs::copy(
@@ -435,6 +441,13 @@ disabled_plugins = [
     }
 
     fn import_image(&self, tar: &Path) {
+        self.import(tar, SANDBOX_IMAGE);
+    }
+
+    /// `ctr -n k8s.io images import <tar>` into this containerd, as an
+    /// operator loads an image without a registry; returns once the CRI
+    /// lists `name`.
+    pub fn import(&self, tar: &Path, name: &str) {
         run_ok(
             Command::new("ctr")
                 .arg("-a")
@@ -445,13 +458,52 @@ disabled_plugins = [
         // The CRI plugin learns of the image from containerd's events.
         let start = Instant::now();
         let mut cri = self.client();
-        while !cri.image_present(SANDBOX_IMAGE) {
+        while !cri.image_present(name) {
             assert!(
                 start.elapsed() < READY_TIMEOUT,
-                "the CRI never saw the imported {SANDBOX_IMAGE}"
+                "the CRI never saw the imported {name}"
             );
             thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// The node's /sys/fs/bpf as a mount source containerd accepts for
+    /// HostToContainer (rslave) or Bidirectional propagation, which it
+    /// refuses unless the source is a shared or slave mount: on a systemd
+    /// node every mount is shared; here /sys/fs/bpf is private, and making
+    /// it shared would let other tests' private-mount-ns unmounts reach it.
+    /// So: a bind of /sys/fs/bpf (the same bpffs, the same pins) made
+    /// shared, outside the work dir (never under a recursive delete),
+    /// unmounted and rmdir'ed on drop.
+    pub fn shared_bpffs(&mut self) -> PathBuf {
+        use nix::mount::{mount, MsFlags};
+        if let Some(p) = &self.bpffs_bind {
+            return p.clone();
+        }
+        let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "cri-bpffs-{}-{}",
+            self.name,
+            std::process::id()
+        ));
+        fs::create_dir_all(&dir).expect("cannot create the bpffs bind dir");
+        mount(
+            Some("/sys/fs/bpf"),
+            &dir,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .expect("cannot bind-mount /sys/fs/bpf");
+        self.bpffs_bind = Some(dir.clone());
+        mount(
+            None::<&str>,
+            &dir,
+            None::<&str>,
+            MsFlags::MS_SHARED,
+            None::<&str>,
+        )
+        .expect("cannot make the bpffs bind shared");
+        dir
     }
 
     /// A fresh CRI connection (one per thread: the client blocks).
@@ -695,6 +747,17 @@ impl Drop for Containerd {
         }
         self.kill_leftovers();
         self.unmount_all();
+        if let Some(bind) = self.bpffs_bind.take() {
+            match nix::mount::umount2(&bind, nix::mount::MntFlags::MNT_DETACH) {
+                // remove_dir: never recursive, never into the node's bpffs.
+                Ok(()) => {
+                    if let Err(e) = fs::remove_dir(&bind) {
+                        eprintln!("cleanup: cannot remove {}: {e}", bind.display());
+                    }
+                }
+                Err(e) => eprintln!("cleanup: cannot unmount {}: {e}", bind.display()),
+            }
+        }
         if let Err(e) = fs::remove_dir_all(&self.pin_root) {
             if e.kind() != io::ErrorKind::NotFound {
                 eprintln!("cleanup: cannot remove {}: {e}", self.pin_root.display());
@@ -957,6 +1020,273 @@ impl Cri {
         self.remove(id)
             .unwrap_or_else(|e| panic!("RemovePodSandbox {id}: {}", e.message()));
     }
+
+    pub fn create_container(
+        &mut self,
+        sandbox_id: &str,
+        config: ContainerConfig,
+        sandbox_config: PodSandboxConfig,
+    ) -> Result<String, tonic::Status> {
+        let req = CreateContainerRequest {
+            pod_sandbox_id: sandbox_id.to_owned(),
+            config: Some(config),
+            sandbox_config: Some(sandbox_config),
+        };
+        self.rt
+            .block_on(self.runtime.create_container(req))
+            .map(|r| r.into_inner().container_id)
+    }
+
+    pub fn start_container(&mut self, id: &str) -> Result<(), tonic::Status> {
+        let req = StartContainerRequest {
+            container_id: id.to_owned(),
+        };
+        self.rt
+            .block_on(self.runtime.start_container(req))
+            .map(|_| ())
+    }
+
+    /// StopContainer: SIGTERM (the image's stop signal), SIGKILL after
+    /// `timeout_s`, as kubelet does with terminationGracePeriodSeconds.
+    pub fn stop_container(&mut self, id: &str, timeout_s: i64) -> Result<(), tonic::Status> {
+        let req = StopContainerRequest {
+            container_id: id.to_owned(),
+            timeout: timeout_s,
+        };
+        self.rt
+            .block_on(self.runtime.stop_container(req))
+            .map(|_| ())
+    }
+
+    pub fn remove_container(&mut self, id: &str) -> Result<(), tonic::Status> {
+        let req = RemoveContainerRequest {
+            container_id: id.to_owned(),
+        };
+        self.rt
+            .block_on(self.runtime.remove_container(req))
+            .map(|_| ())
+    }
+
+    /// ContainerStatus (verbose): the status and the process's PID.
+    pub fn container_status(&mut self, id: &str) -> Result<(ContainerStatus, u32), tonic::Status> {
+        let req = ContainerStatusRequest {
+            container_id: id.to_owned(),
+            verbose: true,
+        };
+        let resp = self
+            .rt
+            .block_on(self.runtime.container_status(req))?
+            .into_inner();
+        let info: Value = resp
+            .info
+            .get("info")
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or(Value::Null);
+        let status = resp
+            .status
+            .ok_or_else(|| tonic::Status::internal("ContainerStatus without a status"))?;
+        Ok((status, info["pid"].as_u64().unwrap_or(0) as u32))
+    }
+}
+
+/// The natra agent's container as deploy/natra-agent.yaml declares it: what
+/// the CRI tier hands containerd, and what tests/deploy.rs checks.
+pub const AGENT_MANIFEST: &str = "deploy/natra-agent.yaml";
+
+/// The manifest, parsed (one document).
+pub fn agent_daemonset() -> Yaml {
+    let path = repo_root().join(AGENT_MANIFEST);
+    let text =
+        fs::read_to_string(&path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()));
+    let mut docs =
+        YamlLoader::load_from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(docs.len(), 1, "{AGENT_MANIFEST}: one document");
+    docs.remove(0)
+}
+
+/// One volumeMount with its hostPath volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentMount {
+    pub name: String,
+    pub host_path: String,
+    pub container_path: String,
+    /// mountPropagation as written (None: the default, private).
+    pub propagation: Option<String>,
+    pub read_only: bool,
+}
+
+/// The DaemonSet's one container, read from the manifest.
+#[derive(Debug, Clone)]
+pub struct AgentSpec {
+    pub image: String,
+    pub command: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub mounts: Vec<AgentMount>,
+    pub privileged: bool,
+    pub caps_add: Vec<String>,
+    pub caps_drop: Vec<String>,
+    pub run_as_user: Option<i64>,
+    pub readonly_rootfs: bool,
+    pub seccomp: Option<String>,
+    pub host_network: bool,
+    /// resources.{requests,limits}.{cpu,memory} as written.
+    pub cpu_request: String,
+    pub cpu_limit: String,
+    pub memory_limit: String,
+}
+
+pub fn yaml_strs(y: &Yaml) -> Vec<String> {
+    y.as_vec()
+        .unwrap_or_else(|| panic!("not a list: {y:?}"))
+        .iter()
+        .map(|s| match s {
+            Yaml::String(s) => s.clone(),
+            Yaml::Integer(i) => i.to_string(),
+            other => panic!("not a string: {other:?}"),
+        })
+        .collect()
+}
+
+/// The one container of the DaemonSet's Pod.
+pub fn agent_container(ds: &Yaml) -> &Yaml {
+    let containers = ds["spec"]["template"]["spec"]["containers"]
+        .as_vec()
+        .expect("spec.template.spec.containers");
+    assert_eq!(containers.len(), 1, "one container: the agent");
+    &containers[0]
+}
+
+impl AgentSpec {
+    pub fn from_manifest() -> AgentSpec {
+        let ds = agent_daemonset();
+        let pod = &ds["spec"]["template"]["spec"];
+        let c = agent_container(&ds);
+        let volumes = pod["volumes"].as_vec().expect("volumes");
+        let mounts = c["volumeMounts"]
+            .as_vec()
+            .expect("volumeMounts")
+            .iter()
+            .map(|m| {
+                let name = m["name"].as_str().expect("volumeMount name").to_owned();
+                let host_path = volumes
+                    .iter()
+                    .find(|v| v["name"].as_str() == Some(name.as_str()))
+                    .and_then(|v| v["hostPath"]["path"].as_str())
+                    .unwrap_or_else(|| panic!("no hostPath volume {name}"))
+                    .to_owned();
+                AgentMount {
+                    name,
+                    host_path,
+                    container_path: m["mountPath"].as_str().expect("mountPath").to_owned(),
+                    propagation: m["mountPropagation"].as_str().map(str::to_owned),
+                    read_only: m["readOnly"].as_bool().unwrap_or(false),
+                }
+            })
+            .collect();
+        let sc = &c["securityContext"];
+        let list = |y: &Yaml| {
+            if y.is_badvalue() {
+                Vec::new()
+            } else {
+                yaml_strs(y)
+            }
+        };
+        let res = |kind: &str, what: &str| {
+            c["resources"][kind][what]
+                .as_str()
+                .unwrap_or_else(|| panic!("resources.{kind}.{what} is not a string"))
+                .to_owned()
+        };
+        AgentSpec {
+            image: c["image"].as_str().expect("image").to_owned(),
+            command: yaml_strs(&c["command"]),
+            env: c["env"]
+                .as_vec()
+                .map(|env| {
+                    env.iter()
+                        .map(|e| {
+                            (
+                                e["name"].as_str().expect("env name").to_owned(),
+                                e["value"].as_str().expect("env value").to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
+            mounts,
+            privileged: sc["privileged"].as_bool().unwrap_or(false),
+            caps_add: list(&sc["capabilities"]["add"]),
+            caps_drop: list(&sc["capabilities"]["drop"]),
+            run_as_user: sc["runAsUser"].as_i64(),
+            readonly_rootfs: sc["readOnlyRootFilesystem"].as_bool().unwrap_or(false),
+            seccomp: sc["seccompProfile"]["type"].as_str().map(str::to_owned),
+            host_network: pod["hostNetwork"].as_bool().unwrap_or(false),
+            cpu_request: res("requests", "cpu"),
+            cpu_limit: res("limits", "cpu"),
+            memory_limit: res("limits", "memory"),
+        }
+    }
+
+    /// The value after `flag` in the command.
+    pub fn arg(&self, flag: &str) -> Option<&str> {
+        self.command
+            .windows(2)
+            .find(|w| w[0] == flag)
+            .map(|w| w[1].as_str())
+    }
+
+    /// The command with `flag`'s value replaced (the flag must be there).
+    pub fn command_with(&self, flag: &str, value: &str) -> Vec<String> {
+        let i = self
+            .command
+            .iter()
+            .position(|a| a == flag)
+            .unwrap_or_else(|| panic!("the agent's command has no {flag}: {:?}", self.command));
+        let mut cmd = self.command.clone();
+        cmd[i + 1] = value.to_owned();
+        cmd
+    }
+
+    /// The mount named `name`.
+    pub fn mount(&self, name: &str) -> &AgentMount {
+        self.mounts
+            .iter()
+            .find(|m| m.name == name)
+            .unwrap_or_else(|| panic!("the agent has no volumeMount {name}"))
+    }
+}
+
+/// A Kubernetes CPU quantity in millicores ("10m", "0.2", "1").
+pub fn millicores(q: &str) -> i64 {
+    match q.strip_suffix('m') {
+        Some(m) => m.parse().unwrap_or_else(|_| panic!("bad CPU quantity {q}")),
+        None => {
+            (q.parse::<f64>()
+                .unwrap_or_else(|_| panic!("bad CPU quantity {q}"))
+                * 1000.0) as i64
+        }
+    }
+}
+
+/// A Kubernetes memory quantity in bytes ("32Mi", "1Gi", "64M", "1000").
+pub fn bytes_of(q: &str) -> i64 {
+    for (suffix, mul) in [
+        ("Ki", 1i64 << 10),
+        ("Mi", 1 << 20),
+        ("Gi", 1 << 30),
+        ("k", 1000),
+        ("M", 1_000_000),
+        ("G", 1_000_000_000),
+    ] {
+        if let Some(n) = q.strip_suffix(suffix) {
+            return n
+                .parse::<i64>()
+                .unwrap_or_else(|_| panic!("bad quantity {q}"))
+                * mul;
+        }
+    }
+    q.parse()
+        .unwrap_or_else(|_| panic!("bad memory quantity {q}"))
 }
 
 /// A sandbox as PodSandboxStatus (verbose) shows it.
