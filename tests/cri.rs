@@ -6,11 +6,12 @@
 //! the limits reach natra the way containerd encodes them (runtimeConfig
 //! with Go field names, containerd's burst), not as JSON we wrote.
 //!
-//! Every test has its own containerd, subnet (10.99.231-238.0/24), pin root
+//! Every test has its own containerd, subnet (10.99.231-239.0/24), pin root
 //! and lock file, so they run in parallel; rate and latency measurements
 //! hold the machine (common::quiet). Figures are printed with eprintln (run
 //! with --nocapture to see them on success). NATRA_CRI_NATRA=<binary> runs
 //! the tier against another natra build (a release one, an older commit).
+//! The agent DaemonSet test (h) runs the image `make image` built instead.
 mod common;
 
 use std::collections::BTreeMap;
@@ -731,6 +732,431 @@ fn run_pod_sandbox_latency_with_and_without_natra() {
     }
     if !natra.pin_root_entries().is_empty() {
         failures.push(format!("pins left: {:?}", natra.pin_root_entries()));
+    }
+    assert_no_failures(&failures);
+}
+
+/// The agent's image, as `make image` writes it.
+fn agent_image_tar() -> Option<std::path::PathBuf> {
+    let tar = common::repo_root().join("target/natra-image.tar");
+    if tar.is_file() {
+        return Some(tar);
+    }
+    let msg = format!(
+        "{} is missing: `make image` builds it (make test does, first)",
+        tar.display()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{msg}");
+    }
+    eprintln!(
+        "\n==================================================================\n\
+         SKIPPING the agent DaemonSet test: {msg}\n\
+         ==================================================================\n"
+    );
+    None
+}
+
+/// GET `path` from `addr` over HTTP/1.0: (status, body).
+fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let status = resp
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = resp
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or("")
+        .to_owned();
+    Ok((status, body))
+}
+
+/// Whether an ELF file asks for a program interpreter (dynamically linked).
+fn has_interpreter(path: &std::path::Path) -> bool {
+    let out = run(Command::new("readelf").arg("-l").arg(path));
+    assert!(out.status.success(), "readelf -l {}", path.display());
+    String::from_utf8_lossy(&out.stdout).contains("program interpreter")
+}
+
+/// (h) The agent DaemonSet, run as kubelet would run it: the image `make
+/// image` built, imported with `ctr images import`; a host-network sandbox;
+/// the container from deploy/natra-agent.yaml (command, env, hostPath
+/// mounts and their propagation, capabilities, seccomp, read-only rootfs,
+/// resource limits, all read from the manifest). Only the main conflist is
+/// on the "node": the agent must install natra and chain it, serve /healthz,
+/// read an annotated Pod's pins for /metrics, and leave natra chained when
+/// StopContainer sends SIGTERM.
+#[test]
+#[ignore = "needs root: containerd, netns, bpffs (run via make test)"]
+fn agent_daemonset_chains_natra_and_pods_get_limited() {
+    use common::cri::{bytes_of, millicores, AgentSpec};
+    use k8s_cri::v1::{
+        Capability, ContainerConfig, ContainerMetadata, ContainerState, ImageSpec, Int64Value,
+        KeyValue, LinuxContainerConfig, LinuxContainerResources, LinuxContainerSecurityContext,
+        LinuxSandboxSecurityContext, Mount, MountPropagation, NamespaceMode, NamespaceOption,
+        SecurityProfile,
+    };
+    common::require_root();
+    if !cri_available("agent_daemonset_chains_natra_and_pods_get_limited") {
+        return;
+    }
+    let Some(tar) = agent_image_tar() else {
+        return;
+    };
+    let spec = AgentSpec::from_manifest();
+    let mut cd = Containerd::start("agent", 239, Chain::MainOnly);
+    let t = Instant::now();
+    cd.import(&tar, &spec.image);
+    eprintln!(
+        "[agent] ctr images import {}: {} in {:.0} ms",
+        tar.display(),
+        spec.image,
+        ms(t.elapsed())
+    );
+    let conflist = cd.conf_dir.join("00-natra.conflist");
+    assert!(
+        !conflist.exists() && !cd.bin_dir.join("natra").exists(),
+        "natra must not be on the node before the agent runs"
+    );
+
+    // The agent's sandbox: host network, the Pod template's annotations.
+    let ds = common::cri::agent_daemonset();
+    let annotations: Vec<(String, String)> = ds["spec"]["template"]["metadata"]["annotations"]
+        .as_hash()
+        .map(|h| {
+            h.iter()
+                .map(|(k, v)| (k.as_str().unwrap().into(), v.as_str().unwrap().into()))
+                .collect()
+        })
+        .unwrap_or_default();
+    let ann: Vec<(&str, &str)> = annotations
+        .iter()
+        .map(|(k, v)| (k.as_str(), v.as_str()))
+        .collect();
+    let node_ns = || NamespaceOption {
+        network: if spec.host_network {
+            NamespaceMode::Node
+        } else {
+            NamespaceMode::Pod
+        } as i32,
+        ..Default::default()
+    };
+    let mut sandbox_config = cd.pod_config("natra-agent", &ann);
+    if spec.host_network {
+        // kubelet sends no hostname for a host-network Pod (it shares the
+        // node's UTS namespace; runc refuses to set one).
+        sandbox_config.hostname.clear();
+    }
+    sandbox_config.linux = Some(k8s_cri::v1::LinuxPodSandboxConfig {
+        security_context: Some(LinuxSandboxSecurityContext {
+            namespace_options: Some(node_ns()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    });
+    let mut cri = cd.client();
+    let agent_sb = cri
+        .run_pod(sandbox_config.clone())
+        .unwrap_or_else(|e| panic!("RunPodSandbox (agent): {}", e.message()));
+
+    // The container as the manifest declares it, with three test overrides:
+    // the hostPaths point at this containerd's conf and bin dirs and at a
+    // shared bind of /sys/fs/bpf (Containerd::shared_bpffs: containerd wants
+    // a shared source for HostToContainer); --listen takes a free port (9471
+    // may be in use here); NATRA_PIN_ROOT is this containerd's, which it
+    // hands its plugins, so the agent reads the pins the plugin writes.
+    let port = std::net::TcpListener::bind("0.0.0.0:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let command = spec.command_with("--listen", &format!("0.0.0.0:{port}"));
+    let mut envs: Vec<KeyValue> = spec
+        .env
+        .iter()
+        .filter(|(k, _)| k != "NATRA_PIN_ROOT")
+        .map(|(k, v)| KeyValue {
+            key: k.clone(),
+            value: v.clone(),
+        })
+        .collect();
+    envs.push(KeyValue {
+        key: "NATRA_PIN_ROOT".into(),
+        value: cd.pin_root.display().to_string(),
+    });
+    let bpffs_source = cd.shared_bpffs();
+    let mounts: Vec<Mount> = spec
+        .mounts
+        .iter()
+        .map(|m| {
+            let host = match m.host_path.as_str() {
+                "/etc/cni/net.d" => cd.conf_dir.clone(),
+                "/opt/cni/bin" => cd.bin_dir.clone(),
+                "/sys/fs/bpf" => bpffs_source.clone(),
+                other => panic!("the manifest mounts {other}: map it to a test dir here"),
+            };
+            let propagation = match m.propagation.as_deref() {
+                None | Some("None") => MountPropagation::PropagationPrivate,
+                Some("HostToContainer") => MountPropagation::PropagationHostToContainer,
+                Some("Bidirectional") => MountPropagation::PropagationBidirectional,
+                Some(other) => panic!("unknown mountPropagation {other}"),
+            };
+            Mount {
+                container_path: m.container_path.clone(),
+                host_path: host.display().to_string(),
+                readonly: m.read_only,
+                propagation: propagation as i32,
+                ..Default::default()
+            }
+        })
+        .collect();
+    // kubelet's arithmetic for cgroup v1: quota over a 100 ms period,
+    // shares from the request.
+    let resources = LinuxContainerResources {
+        cpu_period: 100_000,
+        cpu_quota: millicores(&spec.cpu_limit) * 100,
+        cpu_shares: (millicores(&spec.cpu_request) * 1024 / 1000).max(2),
+        memory_limit_in_bytes: bytes_of(&spec.memory_limit),
+        ..Default::default()
+    };
+    let config = ContainerConfig {
+        metadata: Some(ContainerMetadata {
+            name: "agent".into(),
+            attempt: 0,
+        }),
+        image: Some(ImageSpec {
+            image: spec.image.clone(),
+            ..Default::default()
+        }),
+        command: command.clone(),
+        envs,
+        mounts,
+        log_path: "agent.log".into(),
+        linux: Some(LinuxContainerConfig {
+            resources: Some(resources),
+            security_context: Some(LinuxContainerSecurityContext {
+                capabilities: Some(Capability {
+                    add_capabilities: spec.caps_add.clone(),
+                    drop_capabilities: spec.caps_drop.clone(),
+                    ..Default::default()
+                }),
+                privileged: spec.privileged,
+                namespace_options: Some(node_ns()),
+                run_as_user: spec.run_as_user.map(|value| Int64Value { value }),
+                readonly_rootfs: spec.readonly_rootfs,
+                seccomp: spec.seccomp.as_deref().map(|t| SecurityProfile {
+                    profile_type: match t {
+                        "RuntimeDefault" => 0,
+                        "Unconfined" => 1,
+                        other => panic!("seccompProfile {other}: not handled here"),
+                    },
+                    ..Default::default()
+                }),
+                ..Default::default()
+            }),
+        }),
+        ..Default::default()
+    };
+    let agent_log = cd.work.join("pod-logs/natra-agent/agent.log");
+    let log_tail = || {
+        std::fs::read_to_string(&agent_log)
+            .unwrap_or_else(|e| format!("(no agent log: {e})"))
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let cid = cri
+        .create_container(&agent_sb, config, sandbox_config)
+        .unwrap_or_else(|e| panic!("CreateContainer (agent): {}", e.message()));
+    let started = Instant::now();
+    cri.start_container(&cid)
+        .unwrap_or_else(|e| panic!("StartContainer (agent): {}\n{}", e.message(), log_tail()));
+    let after_start = Instant::now();
+    let mut failures = Vec::new();
+
+    // The node: natra installed and chained, /healthz ok.
+    let addr = format!("127.0.0.1:{port}");
+    let (mut chained_at, mut healthy_at) = (None, None);
+    while (chained_at.is_none() || healthy_at.is_none())
+        && after_start.elapsed() < Duration::from_secs(20)
+    {
+        if chained_at.is_none() && conflist.is_file() && cd.bin_dir.join("natra").is_file() {
+            chained_at = Some(after_start.elapsed());
+        }
+        if healthy_at.is_none()
+            && http_get(&addr, "/healthz").is_ok_and(|(s, b)| s == 200 && b.trim() == "ok")
+        {
+            healthy_at = Some(after_start.elapsed());
+        }
+        // An agent that exited (a stale image, a refused mount) ends the wait.
+        let running = cri
+            .container_status(&cid)
+            .is_ok_and(|(s, _)| s.state == ContainerState::ContainerRunning as i32);
+        if !running && after_start.elapsed() > Duration::from_millis(500) {
+            break;
+        }
+        thread::sleep(Duration::from_millis(10));
+    }
+    let (status, pid) = cri.container_status(&cid).expect("ContainerStatus");
+    let rss = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(|l| l[6..].trim().to_owned())
+        });
+    eprintln!(
+        "[agent] {:?}: StartContainer took {:.0} ms; after it returned, natra chained in {:?} ms, \
+         /healthz ok in {:?} ms; state {:?}, pid {pid}, RSS {rss:?}",
+        command,
+        ms(after_start - started),
+        chained_at.map(|d| ms(d).round()),
+        healthy_at.map(|d| ms(d).round()),
+        ContainerState::try_from(status.state),
+    );
+    assert_eq!(
+        status.state,
+        ContainerState::ContainerRunning as i32,
+        "the agent is not running: {status:?}\n{}",
+        log_tail()
+    );
+    assert!(
+        chained_at.is_some(),
+        "the agent did not chain natra within 20 s\n{}",
+        log_tail()
+    );
+    if healthy_at.is_none() {
+        failures.push(format!("/healthz on {addr} never answered ok"));
+    }
+    let chain: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&conflist).unwrap()).expect("conflist JSON");
+    let types: Vec<&str> = chain["plugins"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["type"].as_str().unwrap_or(""))
+        .collect();
+    eprintln!(
+        "[agent] 00-natra.conflist: network {} plugins {types:?}",
+        chain["name"]
+    );
+    if chain["name"] != cd.net_name.as_str() || types != ["ptp", "natra"] {
+        failures.push(format!(
+            "00-natra.conflist is {} {types:?}, want {} [ptp, natra]",
+            chain["name"], cd.net_name
+        ));
+    }
+    if chain["plugins"][1]["capabilities"]["bandwidth"] != true {
+        failures.push("natra chained without the bandwidth capability".into());
+    }
+    // The plugin containerd will run is the image's static build.
+    let installed = cd.bin_dir.join("natra");
+    if has_interpreter(&installed) {
+        failures.push(format!(
+            "{} is dynamically linked: not the image's static natra",
+            installed.display()
+        ));
+    }
+
+    // A Pod annotated egress 20M, through this containerd: the plugin the
+    // agent installed limits it, and the agent's /metrics shows it.
+    let id = cri
+        .run_pod(cd.pod_config("limited", &[(EGRESS, "20M")]))
+        .unwrap_or_else(|e| panic!("RunPodSandbox (limited): {}", e.message()));
+    let sb = cri.sandbox(&id).expect("PodSandboxStatus");
+    assert!(sb.ready, "sandbox {id} is not Ready");
+    let pins = cd.pins(&id);
+    eprintln!("[agent] limited Pod {id}: ip {} pins {pins:?}", sb.ip);
+    if !pins
+        .as_ref()
+        .is_some_and(|p| p.iter().any(|e| e == "pod_egress_link"))
+    {
+        failures.push(format!("no egress pins for {id}: {pins:?}"));
+    }
+    let rate = cd
+        .inspect()
+        .iter()
+        .find(|a| a["containerId"] == id.as_str())
+        .and_then(|a| a["directions"]["pod_egress"]["config"]["rate_bytes_per_sec"].as_u64());
+    eprintln!("[agent] natra inspect: pod egress {rate:?} B/s");
+    if rate != Some(2_500_000) {
+        failures.push(format!("natra inspect: egress {rate:?} B/s, want 2500000"));
+    }
+    match http_get(&addr, "/metrics") {
+        Ok((200, body)) => {
+            let lines = body
+                .lines()
+                .filter(|l| l.contains(&format!("container_id=\"{id}\"")))
+                .count();
+            eprintln!(
+                "[agent] /metrics: {} lines, {lines} for {id}",
+                body.lines().count()
+            );
+            if lines == 0 {
+                failures.push(format!(
+                    "the agent's /metrics does not show {id} (can it read the pins?)"
+                ));
+            }
+        }
+        other => failures.push(format!("/metrics: {other:?}\n{}", log_tail())),
+    }
+    let egress = measure(&sb, 5474, true);
+    failures.extend(judge_rate(
+        "[agent] pod egress (Pod -> host)",
+        egress,
+        CAP_BITS,
+    ));
+
+    // A rolling update: SIGTERM within the grace period, natra stays.
+    let grace = ds["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
+        .as_i64()
+        .unwrap_or(30);
+    let t = Instant::now();
+    cri.stop_container(&cid, grace)
+        .unwrap_or_else(|e| panic!("StopContainer (agent): {}", e.message()));
+    let stop_took = t.elapsed();
+    let (status, _) = cri.container_status(&cid).expect("ContainerStatus");
+    eprintln!(
+        "[agent] StopContainer: {:.0} ms, state {:?}, exit code {}, reason {:?}",
+        ms(stop_took),
+        ContainerState::try_from(status.state),
+        status.exit_code,
+        status.reason
+    );
+    if status.state != ContainerState::ContainerExited as i32 || status.exit_code != 0 {
+        failures.push(format!(
+            "after SIGTERM the agent is {:?} with exit code {} (want Exited, 0)\n{}",
+            ContainerState::try_from(status.state),
+            status.exit_code,
+            log_tail()
+        ));
+    }
+    if stop_took >= Duration::from_secs(grace as u64) {
+        failures.push(format!(
+            "StopContainer took {stop_took:?}: SIGKILLed after the {grace} s grace"
+        ));
+    }
+    if !conflist.is_file() || !installed.is_file() {
+        failures.push("the agent's SIGTERM unchained natra".into());
+    }
+    cri.remove_container(&cid)
+        .unwrap_or_else(|e| panic!("RemoveContainer (agent): {}", e.message()));
+    cri.stop_remove(&id);
+    cri.stop_remove(&agent_sb);
+    if !cd.pin_root_entries().is_empty() {
+        failures.push(format!("pins left: {:?}", cd.pin_root_entries()));
     }
     assert_no_failures(&failures);
 }
