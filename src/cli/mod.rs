@@ -1,6 +1,7 @@
 //! natra's command line, used when CNI_COMMAND is not set.
 pub mod inspect;
 pub mod install;
+pub mod set;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -61,6 +62,30 @@ enum CliCommand {
         /// Re-chain at least this often (seconds), conf dir events or not.
         #[arg(long, default_value_t = 60)]
         resync_secs: u64,
+    },
+    /// Change a running Pod interface's limits in place (no re-attach; the
+    /// bucket's level carries over). Rates are Kubernetes quantities in
+    /// bit/s, like the annotations (`10M`); `0` lifts a limit; a direction
+    /// not given keeps its limit.
+    Set {
+        /// The Pod, as NAMESPACE/NAME (from the runtime's CNI_ARGS at ADD).
+        #[arg(long)]
+        pod: Option<String>,
+        /// The Pod's sandbox (container) ID, or a unique prefix of it.
+        #[arg(long)]
+        container_id: Option<String>,
+        /// The Pod's interface, when it has several.
+        #[arg(long)]
+        interface: Option<String>,
+        /// The network, when the Pod is on several.
+        #[arg(long)]
+        network: Option<String>,
+        /// New rate into the Pod.
+        #[arg(long)]
+        ingress: Option<String>,
+        /// New rate out of the Pod.
+        #[arg(long)]
+        egress: Option<String>,
     },
     /// Remove what `natra install` wrote.
     Uninstall {
@@ -165,6 +190,24 @@ pub fn run() -> ExitCode {
                     pin_root: crate::dataplane::pins::pin_root(),
                 })
             }),
+        CliCommand::Set {
+            pod,
+            container_id,
+            interface,
+            network,
+            ingress,
+            egress,
+        } => inspect::inspect_all(&crate::dataplane::pins::pin_root()).and_then(|all| {
+            let selector = set::Selector {
+                pod,
+                container_id,
+                interface,
+                network,
+            };
+            let target = set::find(&all, &selector)?;
+            let limits = set::limits_for(target, ingress.as_deref(), egress.as_deref())?;
+            set::apply(target, &limits).map(|text| emit(&text))
+        }),
         CliCommand::Uninstall {
             cni_conf_dir,
             cni_bin_dir,

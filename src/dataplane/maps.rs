@@ -50,12 +50,13 @@ pub fn heavy_flows_estimate(bitmap: u64) -> f64 {
 }
 
 pub fn write_config(map: BorrowedFd<'_>, dir: Direction, p: &BucketParams) -> Result<()> {
-    sys::update(
-        map,
-        &dir.index(),
-        &config_for(dir, p),
-        "cannot write the config map",
-    )
+    write_config_raw(map, dir, &config_for(dir, p))
+}
+
+/// Writes a direction's config as given (live changes keep the sketch's
+/// geometry from the load).
+pub fn write_config_raw(map: BorrowedFd<'_>, dir: Direction, c: &natra_config) -> Result<()> {
+    sys::update(map, &dir.index(), c, "cannot write the config map")
 }
 
 /// Starts a direction's bucket full as of `now_ns` (CLOCK_MONOTONIC_COARSE,

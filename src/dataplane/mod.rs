@@ -10,6 +10,7 @@
 //! | check.rs | CHECK |
 //! | teardown.rs | DEL, GC and the rollback: undo from the record |
 //! | view.rs | what `natra inspect` / `natra stats` show, typed |
+//! | live.rs | limits changed in place (`natra set`, the agent's overrides) |
 //! | modes.rs | attach modes, the ADD options and the plan of stages |
 //! | edt.rs | the EDT probe: natra's fq on the Pod's interface |
 //! | record.rs | the `attachment` record map |
@@ -30,6 +31,7 @@ pub mod clsact;
 mod direction;
 pub mod edt;
 pub mod faults;
+mod live;
 pub mod maps;
 pub mod modes;
 pub mod pins;
@@ -43,6 +45,7 @@ pub use add::{install, probe_ready};
 pub use check::verify;
 pub use direction::Direction;
 pub use faults::{FAIL_AFTER_ATTACHES_ENV, KILL_AT_ENV};
+pub use live::{set_limits, set_view_limits, Changed};
 pub use teardown::remove;
 pub use view::{list_attachments, AttachmentView};
 

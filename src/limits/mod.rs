@@ -93,7 +93,7 @@ pub struct Tuning {
 }
 
 /// A direction's bucket and sketch as the dataplane runs them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct BucketParams {
     pub rate_bytes_per_sec: u64,
     pub burst_bytes: u64,
