@@ -132,6 +132,7 @@ struct natra_attachment {
 	__u32 pod_ifindex;	       /* the Pod's interface, in the Pod's netns */
 	enum natra_attach_flags flags; /* bits of enum natra_attach_flags */
 	struct natra_pod_ref pod;      /* whose interface this is */
+	char netns[128];	       /* CNI_NETNS at ADD: the node agent's way in to repair */
 };
 
 #endif /* NATRA_H */

@@ -19,8 +19,11 @@ pub struct AgentOptions {
     pub chain: ChainConfig,
     /// Where `/metrics` and `/healthz` listen, e.g. `0.0.0.0:9471`.
     pub listen: String,
-    /// The pin root whose attachments the metrics report.
+    /// The pin root whose attachments the metrics report and the
+    /// reconciliation repairs.
     pub pin_root: PathBuf,
+    /// How often every attachment is held against the kernel.
+    pub reconcile: Duration,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -57,6 +60,34 @@ impl Shared {
         match c.errors.iter_mut().find(|(w, _)| w == what) {
             Some((_, n)) => *n += 1,
             None => c.errors.push((what.to_owned(), 1)),
+        }
+    }
+}
+
+/// One round of reconciliation: every attachment held against the kernel,
+/// each repair logged and counted.
+fn reconcile_once(root: &std::path::Path, shared: &Shared) {
+    let all = match crate::dataplane::reconcile_all(root) {
+        Ok(all) => all,
+        Err(e) => {
+            log::error!("agent: cannot list attachments: {e}");
+            shared.count_error("reconcile");
+            return;
+        }
+    };
+    for (name, outcome) in all {
+        match outcome {
+            Ok(done) => {
+                for repair in &done {
+                    log::warn!("agent: {name}: repaired: {repair}");
+                }
+                let mut c = shared.counters.lock().unwrap_or_else(|e| e.into_inner());
+                c.repairs += done.len() as u64;
+            }
+            Err(e) => {
+                log::error!("agent: {name}: cannot reconcile: {e}");
+                shared.count_error("reconcile");
+            }
         }
     }
 }
@@ -100,6 +131,18 @@ pub fn run(opts: AgentOptions) -> Result<()> {
                     Outcome::Unchanged => {}
                 },
             )
+        })
+    };
+    let reconciler = {
+        let (root, every, shared) = (opts.pin_root.clone(), opts.reconcile, shared.clone());
+        thread::spawn(move || {
+            while !STOP.load(Ordering::Relaxed) {
+                reconcile_once(&root, &shared);
+                let next = Instant::now() + every;
+                while Instant::now() < next && !STOP.load(Ordering::Relaxed) {
+                    thread::sleep(Duration::from_millis(100));
+                }
+            }
         })
     };
     while !STOP.load(Ordering::Relaxed) {
@@ -167,6 +210,7 @@ pub fn run(opts: AgentOptions) -> Result<()> {
         }
     }
     log::info!("agent: stopping; natra stays chained (natra uninstall removes it)");
+    let _ = reconciler.join();
     match keeper.join() {
         Ok(result) => result,
         Err(_) => Err(Error::new(ErrorKind::Io, "the chain keeper panicked")),

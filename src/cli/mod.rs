@@ -62,6 +62,10 @@ enum CliCommand {
         /// Re-chain at least this often (seconds), conf dir events or not.
         #[arg(long, default_value_t = 60)]
         resync_secs: u64,
+        /// Hold every attachment against the kernel, and repair it, this
+        /// often (seconds).
+        #[arg(long, default_value_t = 5)]
+        reconcile_secs: u64,
     },
     /// Change a running Pod interface's limits in place (no re-attach; the
     /// bucket's level carries over). Rates are Kubernetes quantities in
@@ -163,6 +167,7 @@ pub fn run() -> ExitCode {
             bpffs,
             listen,
             resync_secs,
+            reconcile_secs,
         } => bpffs
             .map_or(Ok(()), |path| {
                 install::ensure_bpffs_mounted(&path).map(|mounted| {
@@ -188,6 +193,7 @@ pub fn run() -> ExitCode {
                     },
                     listen,
                     pin_root: crate::dataplane::pins::pin_root(),
+                    reconcile: std::time::Duration::from_secs(reconcile_secs.max(1)),
                 })
             }),
         CliCommand::Set {

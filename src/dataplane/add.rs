@@ -240,6 +240,7 @@ fn attempt(
         pod_ifindex: target.pod_ifindex,
         flags: stage_flags(stage),
         pod: target.pod.clone(),
+        netns: target.netns.to_string_lossy().into_owned(),
     };
     record::write(record_map, Some(&rec))?;
     let result = attach_all(pins, target, progs, record_map, &mut rec);

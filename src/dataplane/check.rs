@@ -106,6 +106,7 @@ fn verify_record(pins: &AttachmentPins, target: &Target, opts: &Options) -> Resu
             pod_ifindex: target.pod_ifindex,
             flags: 0,
             pod: target.pod.clone(),
+            netns: target.netns.to_string_lossy().into_owned(),
         });
     let mismatch = |msg: String| Error::new(ErrorKind::CheckMismatch, msg);
     if let ModeChoice::Explicit(want) = opts.mode {

@@ -11,6 +11,7 @@
 //! | teardown.rs | DEL, GC and the rollback: undo from the record |
 //! | view.rs | what `natra inspect` / `natra stats` show, typed |
 //! | live.rs | limits changed in place (`natra set`, the agent's overrides) |
+//! | repair.rs | the agent's reconciliation: record against kernel, repairs |
 //! | modes.rs | attach modes, the ADD options and the plan of stages |
 //! | edt.rs | the EDT probe: natra's fq on the Pod's interface |
 //! | record.rs | the `attachment` record map |
@@ -36,6 +37,7 @@ pub mod maps;
 pub mod modes;
 pub mod pins;
 pub mod record;
+mod repair;
 pub mod skeleton;
 mod sys;
 mod teardown;
@@ -46,6 +48,7 @@ pub use check::verify;
 pub use direction::Direction;
 pub use faults::{FAIL_AFTER_ATTACHES_ENV, KILL_AT_ENV};
 pub use live::{set_limits, set_view_limits, Changed};
+pub use repair::{reconcile, reconcile_all, Repair};
 pub use teardown::remove;
 pub use view::{list_attachments, AttachmentView};
 

@@ -88,6 +88,8 @@ pub struct Record {
     pub pod_ifindex: u32,
     pub flags: u32,
     pub pod: PodRef,
+    /// CNI_NETNS at ADD (empty in records of older natra).
+    pub netns: String,
 }
 
 impl Record {
@@ -102,6 +104,11 @@ impl Record {
             pod_ifindex: self.pod_ifindex,
             flags: natra_attach_flags(self.flags),
             pod: self.pod.to_raw(),
+            netns: {
+                let mut raw = [0; 128];
+                c_chars(&mut raw, &self.netns);
+                raw
+            },
         }
     }
 }
@@ -158,6 +165,7 @@ impl Record {
             pod_ifindex: value.pod_ifindex,
             flags: value.flags.0,
             pod: PodRef::from_raw(&value.pod),
+            netns: from_c_chars(&value.netns),
         })
     }
 }
