@@ -18,6 +18,10 @@ struct Agent(Child, PathBuf);
 
 impl Agent {
     fn start(net: &TestNet) -> Agent {
+        Self::start_with(net, &[])
+    }
+
+    fn start_with(net: &TestNet, extra: &[&str]) -> Agent {
         let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!(
             "repair-{}-{}",
             net.test,
@@ -48,6 +52,7 @@ impl Agent {
                 "--reconcile-secs",
                 "1",
             ])
+            .args(extra)
             .env("NATRA_PIN_ROOT", &net.pin_root)
             .stdout(Stdio::null())
             .spawn()
@@ -156,4 +161,41 @@ fn a_detached_tcx_link_is_linked_again_and_a_vanished_pod_is_removed() {
     assert!(pod.pin_dir().is_dir(), "the live Pod's attachment went too");
     pod.check(Some(&bw)).ok();
     drop(agent);
+}
+
+#[test]
+#[ignore = "needs root: netns + bpffs (run via make test)"]
+fn a_node_local_override_changes_a_running_pods_limit() {
+    common::require_root();
+    let net = TestNet::new("override", 240);
+    let pod = net.pod("p");
+    pod.add(Some(&bandwidth(Some(20_000_000), Some(20_000_000))))
+        .ok();
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("overrides-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    fs::create_dir_all(&dir).unwrap();
+    let _agent = Agent::start_with(&net, &["--overrides-dir", dir.to_str().unwrap()]);
+    let rate = |d: &str| -> u64 {
+        let out = run(Command::new(common::natra_bin())
+            .args(["inspect", "--json"])
+            .env("NATRA_PIN_ROOT", &net.pin_root));
+        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
+        all[0]["directions"][d]["config"]["rate_bytes_per_sec"]
+            .as_u64()
+            .unwrap()
+    };
+    assert_eq!(rate("pod_egress"), 2_500_000);
+    fs::write(
+        dir.join("slow.json"),
+        json!({"containerId": pod.id, "egress": "5M"}).to_string(),
+    )
+    .unwrap();
+    let took = within("the override applied", || rate("pod_egress") == 625_000);
+    eprintln!(
+        "override applied {} ms after the file appeared",
+        took.as_millis()
+    );
+    assert_eq!(rate("pod_ingress"), 2_500_000, "ingress kept");
+    let _ = fs::remove_dir_all(&dir);
 }

@@ -24,6 +24,9 @@ pub struct AgentOptions {
     pub pin_root: PathBuf,
     /// How often every attachment is held against the kernel.
     pub reconcile: Duration,
+    /// A directory of per-Pod limit overrides, applied live each round
+    /// (overrides.rs); None: no overrides.
+    pub overrides: Option<PathBuf>,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -135,9 +138,21 @@ pub fn run(opts: AgentOptions) -> Result<()> {
     };
     let reconciler = {
         let (root, every, shared) = (opts.pin_root.clone(), opts.reconcile, shared.clone());
+        let overrides = opts.overrides.clone();
         thread::spawn(move || {
             while !STOP.load(Ordering::Relaxed) {
                 reconcile_once(&root, &shared);
+                if let Some(dir) = &overrides {
+                    for outcome in super::overrides::apply_all(dir, &root) {
+                        match outcome {
+                            Ok(said) => log::info!("agent: override applied: {}", said.trim_end()),
+                            Err(e) => {
+                                log::error!("agent: override: {e}");
+                                shared.count_error("override");
+                            }
+                        }
+                    }
+                }
                 let next = Instant::now() + every;
                 while Instant::now() < next && !STOP.load(Ordering::Relaxed) {
                     thread::sleep(Duration::from_millis(100));

@@ -66,6 +66,9 @@ enum CliCommand {
         /// often (seconds).
         #[arg(long, default_value_t = 5)]
         reconcile_secs: u64,
+        /// A directory of per-Pod limit overrides (`*.json`), applied live.
+        #[arg(long)]
+        overrides_dir: Option<PathBuf>,
     },
     /// Change a running Pod interface's limits in place (no re-attach; the
     /// bucket's level carries over). Rates are Kubernetes quantities in
@@ -168,6 +171,7 @@ pub fn run() -> ExitCode {
             listen,
             resync_secs,
             reconcile_secs,
+            overrides_dir,
         } => bpffs
             .map_or(Ok(()), |path| {
                 install::ensure_bpffs_mounted(&path).map(|mounted| {
@@ -194,6 +198,7 @@ pub fn run() -> ExitCode {
                     listen,
                     pin_root: crate::dataplane::pins::pin_root(),
                     reconcile: std::time::Duration::from_secs(reconcile_secs.max(1)),
+                    overrides: overrides_dir,
                 })
             }),
         CliCommand::Set {
