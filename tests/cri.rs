@@ -892,17 +892,29 @@ fn agent_daemonset_chains_natra_and_pods_get_limited() {
         value: cd.pin_root.display().to_string(),
     });
     let bpffs_source = cd.shared_bpffs();
+    // The netns and overrides dirs: empty dirs of this test's (the agent's
+    // repairs inside Pods' netns and its overrides are shown by
+    // tests/agent_repair.rs); mounted private, since containerd refuses
+    // HostToContainer from a private mount and these are only present here.
+    let extra_dir = |name: &str| {
+        let d = cd.work.join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
     let mounts: Vec<Mount> = spec
         .mounts
         .iter()
         .map(|m| {
-            let host = match m.host_path.as_str() {
-                "/etc/cni/net.d" => cd.conf_dir.clone(),
-                "/opt/cni/bin" => cd.bin_dir.clone(),
-                "/sys/fs/bpf" => bpffs_source.clone(),
+            let (host, private) = match m.host_path.as_str() {
+                "/etc/cni/net.d" => (cd.conf_dir.clone(), false),
+                "/opt/cni/bin" => (cd.bin_dir.clone(), false),
+                "/sys/fs/bpf" => (bpffs_source.clone(), false),
+                "/var/run/netns" => (extra_dir("agent-netns"), true),
+                "/etc/natra/overrides" => (extra_dir("agent-overrides"), true),
                 other => panic!("the manifest mounts {other}: map it to a test dir here"),
             };
             let propagation = match m.propagation.as_deref() {
+                _ if private => MountPropagation::PropagationPrivate,
                 None | Some("None") => MountPropagation::PropagationPrivate,
                 Some("HostToContainer") => MountPropagation::PropagationHostToContainer,
                 Some("Bidirectional") => MountPropagation::PropagationBidirectional,
