@@ -14,6 +14,8 @@
 //! The agent DaemonSet test (h) runs the image `make image` built instead.
 mod common;
 
+use common::http::http_get;
+
 use std::collections::BTreeMap;
 use std::process::Command;
 use std::thread;
@@ -755,27 +757,6 @@ fn agent_image_tar() -> Option<std::path::PathBuf> {
          ==================================================================\n"
     );
     None
-}
-
-/// GET `path` from `addr` over HTTP/1.0: (status, body).
-fn http_get(addr: &str, path: &str) -> std::io::Result<(u16, String)> {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr)?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n")?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp)?;
-    let status = resp
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    let body = resp
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b)
-        .unwrap_or("")
-        .to_owned();
-    Ok((status, body))
 }
 
 /// Whether an ELF file asks for a program interpreter (dynamically linked).

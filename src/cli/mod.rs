@@ -37,25 +37,15 @@ enum CliCommand {
     },
     /// Copy this binary into the CNI bin dir and chain natra after the node's main CNI config.
     Install {
-        #[arg(long, default_value = "/etc/cni/net.d")]
-        cni_conf_dir: PathBuf,
-        #[arg(long, default_value = "/opt/cni/bin")]
-        cni_bin_dir: PathBuf,
-        /// Also mount bpffs here unless it already is one.
-        #[arg(long)]
-        bpffs: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeDirs,
     },
     /// Run as the node agent (the DaemonSet's container): install, keep natra
     /// chained after the main CNI config as it changes, serve /metrics and
     /// /healthz. SIGTERM stops it and leaves natra chained.
     Agent {
-        #[arg(long, default_value = "/etc/cni/net.d")]
-        cni_conf_dir: PathBuf,
-        #[arg(long, default_value = "/opt/cni/bin")]
-        cni_bin_dir: PathBuf,
-        /// Also mount bpffs here unless it already is one.
-        #[arg(long)]
-        bpffs: Option<PathBuf>,
+        #[command(flatten)]
+        node: NodeDirs,
         /// Address of the /metrics and /healthz endpoints.
         #[arg(long, default_value = "0.0.0.0:9471")]
         listen: String,
@@ -103,6 +93,34 @@ enum CliCommand {
     },
 }
 
+/// Where the node keeps its CNI configs and plugins, and its bpffs: what
+/// `install` and `agent` both take.
+#[derive(clap::Args)]
+struct NodeDirs {
+    #[arg(long, default_value = "/etc/cni/net.d")]
+    cni_conf_dir: PathBuf,
+    #[arg(long, default_value = "/opt/cni/bin")]
+    cni_bin_dir: PathBuf,
+    /// Also mount bpffs here unless it already is one.
+    #[arg(long)]
+    bpffs: Option<PathBuf>,
+}
+
+impl NodeDirs {
+    /// Mounts bpffs if asked; returns this binary, which `install` copies.
+    fn prepare(&self) -> crate::error::Result<PathBuf> {
+        if let Some(path) = &self.bpffs {
+            if install::ensure_bpffs_mounted(path)? {
+                log::info!("mounted bpffs at {}", path.display());
+            }
+        }
+        std::env::current_exe().map_err(|e| {
+            crate::error::Error::new(crate::error::ErrorKind::Io, "cannot find own binary")
+                .with_details(e)
+        })
+    }
+}
+
 /// Writes to stdout; a closed pipe (`natra inspect | head`) is not an error.
 fn emit(text: &str) {
     use std::io::Write;
@@ -132,25 +150,9 @@ pub fn run() -> ExitCode {
                 }
             })
         }
-        CliCommand::Install {
-            cni_conf_dir,
-            cni_bin_dir,
-            bpffs,
-        } => bpffs
-            .map_or(Ok(()), |path| {
-                install::ensure_bpffs_mounted(&path).map(|mounted| {
-                    if mounted {
-                        println!("mounted bpffs at {}", path.display());
-                    }
-                })
-            })
-            .and_then(|()| {
-                std::env::current_exe().map_err(|e| {
-                    crate::error::Error::new(crate::error::ErrorKind::Io, "cannot find own binary")
-                        .with_details(e)
-                })
-            })
-            .and_then(|exe| install::install(&cni_conf_dir, &cni_bin_dir, &exe))
+        CliCommand::Install { node } => node
+            .prepare()
+            .and_then(|exe| install::install(&node.cni_conf_dir, &node.cni_bin_dir, &exe))
             .map(|done| {
                 println!(
                     "{} {} (chained after {}) and {}",
@@ -165,42 +167,26 @@ pub fn run() -> ExitCode {
                 );
             }),
         CliCommand::Agent {
-            cni_conf_dir,
-            cni_bin_dir,
-            bpffs,
+            node,
             listen,
             resync_secs,
             reconcile_secs,
             overrides_dir,
-        } => bpffs
-            .map_or(Ok(()), |path| {
-                install::ensure_bpffs_mounted(&path).map(|mounted| {
-                    if mounted {
-                        log::info!("agent: mounted bpffs at {}", path.display());
-                    }
-                })
+        } => node.prepare().and_then(|binary| {
+            crate::agent::run(crate::agent::AgentOptions {
+                chain: crate::agent::chain::ChainConfig {
+                    conf_dir: node.cni_conf_dir,
+                    bin_dir: node.cni_bin_dir,
+                    binary,
+                    settle: std::time::Duration::from_millis(200),
+                    resync: std::time::Duration::from_secs(resync_secs.max(1)),
+                },
+                listen,
+                pin_root: crate::dataplane::pins::pin_root(),
+                reconcile: std::time::Duration::from_secs(reconcile_secs.max(1)),
+                overrides: overrides_dir,
             })
-            .and_then(|()| {
-                std::env::current_exe().map_err(|e| {
-                    crate::error::Error::new(crate::error::ErrorKind::Io, "cannot find own binary")
-                        .with_details(e)
-                })
-            })
-            .and_then(|binary| {
-                crate::agent::run(crate::agent::AgentOptions {
-                    chain: crate::agent::chain::ChainConfig {
-                        conf_dir: cni_conf_dir,
-                        bin_dir: cni_bin_dir,
-                        binary,
-                        settle: std::time::Duration::from_millis(200),
-                        resync: std::time::Duration::from_secs(resync_secs.max(1)),
-                    },
-                    listen,
-                    pin_root: crate::dataplane::pins::pin_root(),
-                    reconcile: std::time::Duration::from_secs(reconcile_secs.max(1)),
-                    overrides: overrides_dir,
-                })
-            }),
+        }),
         CliCommand::Set {
             pod,
             container_id,

@@ -26,6 +26,7 @@ pub fn repo_root() -> PathBuf {
 
 pub mod bpf_cost;
 pub mod cri;
+pub mod http;
 pub mod inet;
 pub mod iperf;
 pub mod kernel;
