@@ -138,6 +138,23 @@ fn install_root(ifindex: u32, kind: &str) -> std::result::Result<RootOutcome, Ro
     Ok(RootOutcome::Installed)
 }
 
+/// Makes natra's fq (its handle) the root of `ifindex` again, replacing
+/// whatever root another party put there (the agent's repair of an EDT
+/// attachment whose fq a Pod with NET_ADMIN replaced).
+pub fn replace_root_with_fq(ifindex: u32) -> Result<()> {
+    let request = tcmsg(ifindex, NATRA_ROOT_HANDLE, TC_H_ROOT, Some("fq"))?;
+    Rtnl::open()?
+        .transact(Rtm::Newqdisc, NlmF::CREATE | NlmF::REPLACE, request)
+        .map_err(|f| {
+            Error::new(
+                ErrorKind::Dataplane,
+                format!("cannot make fq the root qdisc of ifindex {ifindex} again"),
+            )
+            .with_details(f)
+        })?;
+    Ok(())
+}
+
 /// Deletes the root qdisc of `ifindex` if, and only if, its kind is `kind`;
 /// no root qdisc, or one of another kind, is left alone and is Ok.
 pub fn remove_root_qdisc(ifindex: u32, kind: &str) -> Result<()> {

@@ -7,6 +7,8 @@
 //! - natra's clsact filter gone (in the Pod-side modes a Pod with NET_ADMIN
 //!   can delete the clsact qdisc, docs/security.md): the pinned program
 //!   attached again (and the clsact qdisc made, recorded as natra's).
+//! - With EDT, the fq at the Pod's interface removed or replaced: natra's
+//!   fq made the root again (recorded as natra's, so DEL removes it).
 //! - The Pod gone without a DEL (its netns and its device both gone): the
 //!   attachment removed, as DEL would.
 //!
@@ -21,11 +23,11 @@ use super::clsact;
 use super::direction::Direction;
 use super::modes::on_side;
 use super::pins::{self, AttachmentPins};
-use super::record::{self, Record, OWNS_CLSACT};
+use super::record::{self, Record, EDT, OWNS_CLSACT, OWNS_FQ};
 use super::sys;
 use super::teardown;
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::{netlink, netns};
+use crate::{netlink, netns, qdisc};
 
 /// What reconciliation did to one attachment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -34,6 +36,8 @@ pub enum Repair {
     Relinked(Direction),
     /// natra's filter attached again for a direction.
     Refiltered(Direction),
+    /// natra's fq made the Pod interface's root qdisc again (EDT).
+    Refq,
     /// The Pod was gone (netns and device): the attachment removed.
     Removed,
 }
@@ -45,6 +49,7 @@ impl std::fmt::Display for Repair {
             Repair::Refiltered(d) => {
                 write!(f, "{}: natra's filter attached again", d.program_name())
             }
+            Repair::Refq => f.write_str("fq made the Pod interface's root qdisc again (EDT)"),
             Repair::Removed => f.write_str("the Pod is gone (no DEL came): attachment removed"),
         }
     }
@@ -150,6 +155,24 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
                 record::write(map.as_fd(), Some(&updated))?;
             }
             done.push(Repair::Refiltered(dir));
+        }
+    }
+    // EDT paces only through fq at the Pod's interface: put natra's back if
+    // it was removed or replaced (a Pod with NET_ADMIN can do that).
+    if rec.has(EDT) && !ns.as_os_str().is_empty() {
+        let index = rec.pod_ifindex;
+        let kind = netns::run_in_netns(&ns, move || qdisc::root_qdisc_kind(index))?;
+        if kind.as_deref() != Some("fq") {
+            netns::run_in_netns(&ns, move || qdisc::replace_root_with_fq(index))?;
+            if !rec.has(OWNS_FQ) {
+                let map = record::open(pins)?.ok_or_else(|| {
+                    Error::new(ErrorKind::Dataplane, "the attachment record vanished")
+                })?;
+                let mut updated = record::read(pins)?.unwrap_or(rec.clone());
+                updated.flags |= OWNS_FQ;
+                record::write(map.as_fd(), Some(&updated))?;
+            }
+            done.push(Repair::Refq);
         }
     }
     Ok(done)

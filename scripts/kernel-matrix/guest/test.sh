@@ -280,6 +280,24 @@ if add edt ',"edtPacing":"auto"'; then
   ip netns exec pod tc qdisc replace dev eth0 root pfifo
   set -- $(rate egress 1 3 5206)
   check edt_fq_replaced 'wire > 0 && wire <= 1.10 * cap' wire="$1" cap=$CAP goodput="$2"
+  # The node agent repairs it: natra's fq is the Pod's root again.
+  ip link set lo up
+  mkdir -p /tmp/agent-net.d /tmp/agent-bin
+  cp /tmp/net.conflist /tmp/agent-net.d/10-main.conflist
+  natra agent --cni-conf-dir /tmp/agent-net.d --cni-bin-dir /tmp/agent-bin \
+    --listen 127.0.0.1:9471 --reconcile-secs 1 >/tmp/agent.log 2>&1 &
+  agent=$!
+  t0=$(now)
+  fixed=0
+  for _ in $(seq 100); do
+    if fq_on_pod; then fixed=1; break; fi
+    sleep 0.1
+  done
+  took=$(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }')
+  kill $agent 2>/dev/null || true
+  wait $agent 2>/dev/null || true
+  grep -E 'repaired|ERROR' /tmp/agent.log | sed 's/^/    | /' || true
+  check edt_fq_repaired 'fixed == 1' fixed=$fixed seconds="$took"
   del_clean edt edt
 else
   check edt_auto_on 0 add=failed
