@@ -177,11 +177,7 @@ fn a_node_local_override_changes_a_running_pods_limit() {
     fs::create_dir_all(&dir).unwrap();
     let _agent = Agent::start_with(&net, &["--overrides-dir", dir.to_str().unwrap()]);
     let rate = |d: &str| -> u64 {
-        let out = run(Command::new(common::natra_bin())
-            .args(["inspect", "--json"])
-            .env("NATRA_PIN_ROOT", &net.pin_root));
-        let all: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
-        all[0]["directions"][d]["config"]["rate_bytes_per_sec"]
+        common::plugin::inspect_one(&net.pin_root)["directions"][d]["config"]["rate_bytes_per_sec"]
             .as_u64()
             .unwrap()
     };

@@ -15,8 +15,7 @@
 //! natra misses"), within the bucket's bound.
 mod common;
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use common::pod::{bandwidth, pod_ip, TestNet};
@@ -26,19 +25,6 @@ const CAP_BITS: u64 = 100_000_000;
 /// Bytes passed and bytes charged may differ by the packets that ran
 /// between the counters' read and the bucket's (one `natra inspect`).
 const TOLERANCE: f64 = 0.005;
-
-fn inspect(pin_root: &Path) -> Value {
-    let out = Command::new(common::natra_bin())
-        .env_remove("CNI_COMMAND")
-        .env("NATRA_PIN_ROOT", pin_root)
-        .args(["inspect", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "natra inspect failed");
-    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(all.len(), 1, "one limited Pod interface");
-    all[0].clone()
-}
 
 fn num(v: &Value, field: &str) -> f64 {
     v[field]
@@ -78,9 +64,12 @@ fn passed_bytes_equal_the_buckets_refill_minus_its_fall() {
             .spawn()
             .unwrap();
         std::thread::sleep(Duration::from_secs(1));
-        let (a, t0) = (inspect(&net.pin_root), Instant::now());
+        let (a, t0) = (common::plugin::inspect_one(&net.pin_root), Instant::now());
         std::thread::sleep(Duration::from_secs(4));
-        let (b, wall) = (inspect(&net.pin_root), t0.elapsed().as_secs_f64());
+        let (b, wall) = (
+            common::plugin::inspect_one(&net.pin_root),
+            t0.elapsed().as_secs_f64(),
+        );
         assert!(cli.wait().unwrap().success(), "iperf3 {direction}");
         let _ = srv.kill();
         let _ = srv.wait();

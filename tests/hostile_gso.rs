@@ -226,22 +226,9 @@ fn flood(fd: &OwnedFd, ifindex: i32, hop: &Hop, stop: &AtomicBool) -> Sent {
     sent
 }
 
-fn inspect(pin_root: &Path) -> Value {
-    let out = Command::new(common::natra_bin())
-        .env_remove("CNI_COMMAND")
-        .env("NATRA_PIN_ROOT", pin_root)
-        .args(["inspect", "--json"])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "natra inspect failed");
-    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(all.len(), 1, "one limited Pod interface");
-    all[0].clone()
-}
-
 /// (passed_bytes, dropped_bytes, passed + dropped packets) of a direction.
 fn natra_counters(pin_root: &Path, direction: &str) -> (u64, u64, u64) {
-    let c = &inspect(pin_root)["directions"][direction]["counters"];
+    let c = &common::plugin::inspect_one(pin_root)["directions"][direction]["counters"];
     let n = |f: &str| {
         c[f].as_u64()
             .unwrap_or_else(|| panic!("{direction}: {f} missing in {c}"))

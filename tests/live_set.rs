@@ -20,9 +20,8 @@ fn natra(net: &TestNet, args: &[&str]) -> std::process::Output {
 
 /// (prog id, link id) of each direction, as natra inspect shows them.
 fn objects(net: &TestNet) -> Vec<(Value, Value)> {
-    let out = natra(net, &["inspect", "--json"]);
-    let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-    all.iter()
+    common::plugin::inspect_all(&net.pin_root)
+        .iter()
         .flat_map(|a| {
             ["pod_ingress", "pod_egress"].map(|d| {
                 (
@@ -58,9 +57,8 @@ fn natra_set_moves_a_live_flow_from_one_cap_to_another() {
     // What natra let out of the Pod, read from its counters at 2, 4, 6, 8 s:
     // the rate the kernel enforced, not what the sender queued.
     let passed = || -> u64 {
-        let out = natra(&net, &["inspect", "--json"]);
-        let all: Vec<Value> = serde_json::from_slice(&out.stdout).unwrap();
-        all.iter()
+        common::plugin::inspect_all(&net.pin_root)
+            .iter()
             .find(|a| a["containerId"] == pod.id.as_str())
             .and_then(|a| a["directions"]["pod_egress"]["counters"]["passed_bytes"].as_u64())
             .unwrap()

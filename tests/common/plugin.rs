@@ -109,3 +109,26 @@ pub fn timed_limiter_call(
     );
     took
 }
+
+/// `natra inspect --json` over `pin_root`: every attachment natra shows.
+pub fn inspect_all(pin_root: &Path) -> Vec<Value> {
+    let out = Command::new(natra_bin())
+        .env_remove("CNI_COMMAND")
+        .env("NATRA_PIN_ROOT", pin_root)
+        .args(["inspect", "--json"])
+        .output()
+        .expect("cannot run natra inspect");
+    assert!(
+        out.status.success(),
+        "natra inspect failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("natra inspect --json is JSON")
+}
+
+/// The one attachment under `pin_root`, as `natra inspect --json` shows it.
+pub fn inspect_one(pin_root: &Path) -> Value {
+    let mut all = inspect_all(pin_root);
+    assert_eq!(all.len(), 1, "one limited Pod interface");
+    all.remove(0)
+}
