@@ -218,22 +218,7 @@ fn natra_agent_chains_serves_metrics_promtool_accepts_and_keeps_the_chain_on_sig
     );
 
     // A rolling update's SIGTERM: the agent stops, natra stays chained.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(agent.0.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
-    let t0 = Instant::now();
-    let status = loop {
-        if let Some(status) = agent.0.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            t0.elapsed() < Duration::from_secs(5),
-            "the agent ignored SIGTERM"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
+    let (status, _) = common::sigterm_and_wait(&mut agent.0, Duration::from_secs(5));
     assert!(status.success(), "{status}");
     assert_eq!(chained_subnet(&conf_dir).as_deref(), Some("10.244.1.0/24"));
     let _ = fs::remove_dir_all(&dir);

@@ -18,15 +18,6 @@ use serde_json::Value;
 const RATE_BITS: u64 = 20_000_000;
 const RATE_BYTES: u64 = RATE_BITS / 8;
 
-const ALL_PINS: [&str; 6] = [
-    "attachment",
-    "bucket",
-    "config",
-    "counters",
-    "pod_egress_link",
-    "pod_ingress_link",
-];
-
 fn names(list: &[&str]) -> Option<Vec<String>> {
     Some(list.iter().map(|s| s.to_string()).collect())
 }
@@ -155,7 +146,7 @@ fn add_check_del_round_trip() {
 
     assert_eq!(
         pod.pins(),
-        names(&ALL_PINS),
+        names(&common::PINS_BOTH_WAYS),
         "pins of {}",
         pod.pin_dir().display()
     );

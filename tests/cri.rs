@@ -38,15 +38,6 @@ const CAP_BITS: f64 = 20_000_000.0;
 const LOWER: f64 = 0.90;
 const UPPER: f64 = 1.05;
 const MEASURE_S: u32 = 5;
-/// What natra pins for a Pod limited both ways (tcx on this kernel).
-const PINS_BOTH_WAYS: [&str; 6] = [
-    "attachment",
-    "bucket",
-    "config",
-    "counters",
-    "pod_egress_link",
-    "pod_ingress_link",
-];
 /// Where tcx-hostside puts natra's programs on the host veth: traffic into
 /// the Pod leaves the host veth (tcx egress), traffic out of it enters it.
 const HOOKS_BOTH_WAYS: [(&str, &str); 2] =
@@ -99,7 +90,10 @@ fn measure(sb: &common::cri::Sandbox, port: u16, from_pod: bool) -> f64 {
 /// What natra holds for a sandbox: (failures) against a Pod limited both ways.
 fn natra_state_failures(cd: &Containerd, id: &str, ifindex: u32) -> Vec<String> {
     let mut failures = Vec::new();
-    let want: Vec<String> = PINS_BOTH_WAYS.iter().map(|s| s.to_string()).collect();
+    let want: Vec<String> = common::PINS_BOTH_WAYS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let pins = cd.pins(id);
     eprintln!("[{}] pins of {id}:eth0: {pins:?}", cd.name);
     if pins.as_ref() != Some(&want) {

@@ -16,8 +16,6 @@ use std::time::{Duration, Instant};
 use common::cri::{
     agent_container, agent_daemonset, bytes_of, millicores, AgentSpec, AGENT_MANIFEST,
 };
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
 use serde_json::Value;
 
 /// What the agent is allowed, and nothing else: see the manifest's comments.
@@ -409,22 +407,11 @@ fn daemonset_command_runs_against_the_cli() {
     );
     let (status, _) = http_get(&listen, "/metrics").unwrap();
     assert_eq!(status, 200, "/metrics");
-    kill(Pid::from_raw(agent.0.id() as i32), Signal::SIGTERM).unwrap();
-    let stopping = Instant::now();
-    let status = loop {
-        if let Some(s) = agent.0.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            stopping.elapsed() < Duration::from_secs(5),
-            "SIGTERM ignored"
-        );
-        thread::sleep(Duration::from_millis(20));
-    };
+    let (status, stopped) = common::sigterm_and_wait(&mut agent.0, Duration::from_secs(5));
     eprintln!(
         "agent: chained and healthy {:.0} ms after spawn, stopped {:.0} ms after SIGTERM",
         up.as_secs_f64() * 1e3,
-        stopping.elapsed().as_secs_f64() * 1e3
+        stopped.as_secs_f64() * 1e3
     );
     assert!(status.success(), "agent exit after SIGTERM: {status}");
     assert!(

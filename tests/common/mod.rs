@@ -20,6 +20,38 @@ pub fn natra_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_natra"))
 }
 
+/// What natra pins for a Pod interface limited both ways with tcx.
+pub const PINS_BOTH_WAYS: [&str; 6] = [
+    "attachment",
+    "bucket",
+    "config",
+    "counters",
+    "pod_egress_link",
+    "pod_ingress_link",
+];
+
+/// SIGTERMs `child` and waits for it to exit, at most `limit` (a panic
+/// past it); returns its status and how long it took.
+pub fn sigterm_and_wait(
+    child: &mut std::process::Child,
+    limit: std::time::Duration,
+) -> (std::process::ExitStatus, std::time::Duration) {
+    use nix::sys::signal::{kill, Signal};
+    kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        Signal::SIGTERM,
+    )
+    .unwrap();
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return (status, start.elapsed());
+        }
+        assert!(start.elapsed() < limit, "SIGTERM ignored for {limit:?}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
 pub fn repo_root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
