@@ -85,7 +85,8 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	 * flag the verifier knows only as 0..1 keeps one state where a constant
 	 * would double the paths through everything after it. */
 	ect = (pkt.ecn | (pkt.ecn >> 1)) & 1;
-	edt = dir == NATRA_DIR_POD_EGRESS ? cfg->flags & NATRA_CFG_EDT : 0;
+	/* per direction: the control plane sets it where an fq follows */
+	edt = cfg->flags & NATRA_CFG_EDT;
 
 	/*
 	 * Concurrency: atomics, not a bpf_spin_lock. The lock pair cost ~48 ns
@@ -103,7 +104,8 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	 * and give its charge back, since it never went through. (Its bytes stay
 	 * in the sketch: a conservative update cannot be undone, and the flow
 	 * only looks a packet heavier.) */
-	if (verdict == NATRA_VERDICT_PASS_CE && !bpf_skb_ecn_set_ce(skb)) {
+	if ((verdict == NATRA_VERDICT_PASS_CE || verdict == NATRA_VERDICT_PACE_CE) &&
+	    !bpf_skb_ecn_set_ce(skb)) {
 		verdict = NATRA_VERDICT_DROP;
 		bucket_refund(bucket, pkt.wire_bytes);
 	}
@@ -114,7 +116,7 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	 * keeps its type (this program reads tstamp_type, so the kernel does
 	 * not clear the type on a write), ~10 ns cheaper than the helper,
 	 * which is left for packets stamped otherwise or not at all. */
-	if (verdict == NATRA_VERDICT_PACE) {
+	if (verdict == NATRA_VERDICT_PACE || verdict == NATRA_VERDICT_PACE_CE) {
 		t = now + d.delay_ns;
 		if (skb->tstamp_type != BPF_SKB_CLOCK_MONOTONIC)
 			bpf_skb_set_tstamp(skb, t, BPF_SKB_CLOCK_MONOTONIC);

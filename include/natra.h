@@ -34,8 +34,11 @@ enum natra_direction {
 
 /* natra_config.flags */
 enum natra_config_flags {
-	/* Pace over-rate heavy packets with an EDT departure time (skb->tstamp)
-	 * instead of dropping them; honoured by pod_egress only. */
+	/* Pace over-rate packets with an EDT departure time (skb->tstamp)
+	 * instead of dropping them: heavy ones within edt_horizon_ns, mice
+	 * below their floor within mice_horizon_ns. Set by the control plane
+	 * only on a direction whose program runs just before an fq (pod egress
+	 * at the Pod's interface, pod ingress at the host veth's egress). */
 	NATRA_CFG_EDT = 1,
 };
 
@@ -57,6 +60,10 @@ struct natra_config {
 	__u32 sketch_width;	       /* columns per row, a power of two */
 	__u32 sketch_shift;	       /* 64 - log2(sketch_width) */
 	__u32 sketch_base;	       /* index of this direction's first cell */
+	/* Appended for queues both ways (EDT on a direction, issue 16): */
+	__u64 mice_debt_bytes; /* EDT: how far below -edt_debt paced mice may take the level */
+	__u64 mice_horizon_ns; /* EDT: longest delay given to a mouse; beyond it, drop */
+	__u64 ce_delay_ns;     /* EDT: a paced heavy ECT packet delayed more is marked CE */
 };
 
 /* Token bucket and sketch clock of one direction. No lock: CPUs update it
@@ -89,8 +96,10 @@ struct natra_counters {
 	__u64 ce_marked_bytes;
 	__u64 dropped_packets;
 	__u64 dropped_bytes;
-	__u64 malformed_packets; /* truncated IP headers: charged, never parsed past the end */
-	__u64 non_ip_packets;	 /* ARP and friends: charged, never ECN-marked */
+	__u64 malformed_packets;   /* truncated IP headers: charged, never parsed past the end */
+	__u64 non_ip_packets;	   /* ARP and friends: charged, never ECN-marked */
+	__u64 paced_mouse_packets; /* mice given an EDT departure time (in paced_* too) */
+	__u64 paced_mouse_bytes;
 };
 
 /* Where ADD attached a Pod interface's programs (docs/cni.md, attach modes).
@@ -110,6 +119,9 @@ enum natra_attach_flags {
 	NATRA_ATTACH_OWNS_CLSACT = 1 << 0, /* natra created the clsact qdisc it uses */
 	NATRA_ATTACH_OWNS_FQ = 1 << 1,	   /* natra installed fq as the Pod's root qdisc */
 	NATRA_ATTACH_EDT = 1 << 2,	   /* EDT pacing on: fq on the Pod's interface */
+	/* pod ingress paced (host-side modes): fq as the host veth's root */
+	NATRA_ATTACH_EDT_INGRESS = 1 << 3,
+	NATRA_ATTACH_OWNS_HOST_FQ = 1 << 4, /* natra installed that fq on the host veth */
 };
 
 /* The Pod an attachment serves, as the runtime names it in CNI_ARGS

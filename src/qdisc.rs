@@ -75,11 +75,82 @@ pub fn root_qdisc_kind(ifindex: u32) -> Result<Option<String>> {
     Ok(root_qdisc(ifindex)?.and_then(|q| q.kind))
 }
 
+/// How natra sizes the fq it installs, so that fq never drops what natra's
+/// program already charged and paced (docs/dataplane.md, "EDT pacing").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct FqSizing {
+    /// `limit`: packets in the whole qdisc.
+    pub limit: u32,
+    /// `flow_limit`: packets per flow.
+    pub flow_limit: u32,
+    /// `orphan_mask`: flows for packets without a socket (forwarded ones)
+    /// are `skb->hash & orphan_mask`.
+    pub orphan_mask: u32,
+    /// `horizon` in µs: stamps further ahead are dropped by fq.
+    pub horizon_us: u32,
+}
+
+/// fq's defaults, the floor of natra's sizing.
+const FQ_DEFAULT_LIMIT: u32 = 10_000;
+const FQ_DEFAULT_FLOW_LIMIT: u32 = 100;
+const FQ_DEFAULT_HORIZON_US: u32 = 10_000_000;
+/// 4096 orphan flows instead of 1024: fewer mice sharing a flow with an elephant.
+const FQ_ORPHAN_MASK: u32 = 4095;
+/// The smallest frame natra charges (Ethernet + IPv4 headers, no payload).
+const MIN_FRAME_BYTES: u64 = 34;
+/// Most packets natra asks fq to hold (memory is bounded by the bucket's
+/// debt anyway: only charged packets are paced).
+const FQ_MAX_LIMIT: u64 = 1 << 20;
+
+impl FqSizing {
+    /// For `queue_bytes` charged ahead of the wire (one flow may hold all of
+    /// it, in frames as small as natra charges) and delays up to `horizon_ns`.
+    pub fn for_queue(queue_bytes: u64, horizon_ns: u64) -> FqSizing {
+        let flow = queue_bytes
+            .div_ceil(MIN_FRAME_BYTES)
+            .clamp(u64::from(FQ_DEFAULT_FLOW_LIMIT), FQ_MAX_LIMIT);
+        let limit = (flow + u64::from(FQ_DEFAULT_LIMIT)).min(FQ_MAX_LIMIT);
+        let horizon = (horizon_ns / 1000 + 1_000_000).max(u64::from(FQ_DEFAULT_HORIZON_US));
+        FqSizing {
+            limit: limit as u32,
+            flow_limit: flow as u32,
+            orphan_mask: FQ_ORPHAN_MASK,
+            horizon_us: horizon.min(u64::from(u32::MAX)) as u32,
+        }
+    }
+
+    /// TCA_OPTIONS' payload: nested TCA_FQ_* u32 attributes.
+    fn options(&self) -> Vec<u8> {
+        const TCA_FQ_PLIMIT: u16 = 1;
+        const TCA_FQ_FLOW_PLIMIT: u16 = 2;
+        const TCA_FQ_ORPHAN_MASK: u16 = 10;
+        const TCA_FQ_HORIZON: u16 = 14;
+        let mut out = Vec::new();
+        for (kind, value) in [
+            (TCA_FQ_PLIMIT, self.limit),
+            (TCA_FQ_FLOW_PLIMIT, self.flow_limit),
+            (TCA_FQ_ORPHAN_MASK, self.orphan_mask),
+            (TCA_FQ_HORIZON, self.horizon_us),
+        ] {
+            out.extend_from_slice(&8u16.to_ne_bytes());
+            out.extend_from_slice(&kind.to_ne_bytes());
+            out.extend_from_slice(&value.to_ne_bytes());
+        }
+        out
+    }
+}
+
 /// Makes fq the root qdisc of `ifindex` unless it already is (see
 /// [`install_root_qdisc`]). A kernel without sch_fq is reported as such, with
 /// the kernel's errno and extack message in the details.
 pub fn install_fq_root(ifindex: u32) -> Result<FqOutcome> {
-    install_root(ifindex, "fq").map_err(|fail| match fail {
+    install_fq_root_sized(ifindex, None)
+}
+
+/// [`install_fq_root`], the fq natra creates sized by `sizing` (an fq that
+/// is already there is left as it is).
+pub fn install_fq_root_sized(ifindex: u32, sizing: Option<FqSizing>) -> Result<FqOutcome> {
+    install_root_with(ifindex, "fq", sizing.map(|s| s.options())).map_err(|fail| match fail {
         RootFailure::Netlink(f) if matches!(f.errno(), Some(Errno::ENOENT | Errno::EOPNOTSUPP)) => {
             Error::new(
                 ErrorKind::Dataplane,
@@ -120,6 +191,14 @@ impl RootFailure {
 }
 
 fn install_root(ifindex: u32, kind: &str) -> std::result::Result<RootOutcome, RootFailure> {
+    install_root_with(ifindex, kind, None)
+}
+
+fn install_root_with(
+    ifindex: u32,
+    kind: &str,
+    options: Option<Vec<u8>>,
+) -> std::result::Result<RootOutcome, RootFailure> {
     if let Some(root) = root_qdisc(ifindex).map_err(RootFailure::Natra)? {
         if root.kind.as_deref() == Some(kind) {
             return Ok(if root.handle == NATRA_ROOT_HANDLE {
@@ -129,8 +208,8 @@ fn install_root(ifindex: u32, kind: &str) -> std::result::Result<RootOutcome, Ro
             });
         }
     }
-    let request =
-        tcmsg(ifindex, NATRA_ROOT_HANDLE, TC_H_ROOT, Some(kind)).map_err(RootFailure::Natra)?;
+    let request = tcmsg_with(ifindex, NATRA_ROOT_HANDLE, TC_H_ROOT, Some(kind), options)
+        .map_err(RootFailure::Natra)?;
     Rtnl::open()
         .map_err(RootFailure::Natra)?
         .transact(Rtm::Newqdisc, NlmF::CREATE | NlmF::EXCL, request)
@@ -256,6 +335,17 @@ fn delete_qdisc(ifindex: u32, handle: u32, parent: u32, kind: &str) -> Result<()
 }
 
 fn tcmsg(ifindex: u32, handle: u32, parent: u32, kind: Option<&str>) -> Result<Tcmsg> {
+    tcmsg_with(ifindex, handle, parent, kind, None)
+}
+
+/// A tcmsg with TCA_KIND and, when given, TCA_OPTIONS (raw nested attributes).
+fn tcmsg_with(
+    ifindex: u32,
+    handle: u32,
+    parent: u32,
+    kind: Option<&str>,
+    options: Option<Vec<u8>>,
+) -> Result<Tcmsg> {
     let mut attrs = RtBuffer::new();
     if let Some(kind) = kind {
         attrs.push(
@@ -264,6 +354,15 @@ fn tcmsg(ifindex: u32, handle: u32, parent: u32, kind: Option<&str>) -> Result<T
                 .rta_payload(kind)
                 .build()
                 .context(ErrorKind::Io, "cannot build TCA_KIND")?,
+        );
+    }
+    if let Some(options) = options {
+        attrs.push(
+            RtattrBuilder::default()
+                .rta_type(Tca::Options)
+                .rta_payload(options)
+                .build()
+                .context(ErrorKind::Io, "cannot build TCA_OPTIONS")?,
         );
     }
     TcmsgBuilder::default()
@@ -405,5 +504,28 @@ impl Rtnl {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod sizing_tests {
+    use super::*;
+
+    #[test]
+    fn fq_holds_every_charged_packet_of_the_horizon() {
+        // 20 Mbit/s with EDT: 475 kB may be charged ahead of the wire
+        let s = FqSizing::for_queue(475_000, 150_000_000);
+        assert_eq!(s.flow_limit, 475_000u64.div_ceil(MIN_FRAME_BYTES) as u32);
+        assert!(s.limit >= s.flow_limit + FQ_DEFAULT_LIMIT);
+        assert_eq!(s.horizon_us, FQ_DEFAULT_HORIZON_US);
+        assert_eq!(s.orphan_mask, 4095);
+        // never below fq's defaults, never past the cap
+        let tiny = FqSizing::for_queue(1, 1);
+        assert_eq!((tiny.flow_limit, tiny.limit), (100, 10_100));
+        let big = FqSizing::for_queue(u64::MAX / 2, 20_000_000_000);
+        assert_eq!(big.flow_limit as u64, FQ_MAX_LIMIT);
+        assert_eq!(big.horizon_us, 21_000_000);
+        // four u32 attributes, 8 bytes each
+        assert_eq!(s.options().len(), 32);
     }
 }

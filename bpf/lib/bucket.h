@@ -45,7 +45,8 @@ enum natra_verdict {
 	NATRA_VERDICT_PASS = 0,
 	NATRA_VERDICT_PASS_CE = 1, /* pass, but mark ECN Congestion Experienced */
 	NATRA_VERDICT_DROP = 2,
-	NATRA_VERDICT_PACE = 3, /* pass, departing no earlier than now + delay (EDT) */
+	NATRA_VERDICT_PACE = 3,	   /* pass, departing no earlier than now + delay (EDT) */
+	NATRA_VERDICT_PACE_CE = 4, /* paced, and marked CE: an ECT heavy packet delayed long */
 };
 
 /* What the sketch said of the packet's flow. */
@@ -75,10 +76,17 @@ static __always_inline __s64 bucket_full(const struct natra_config *cfg)
 	return (__s64)(cfg->burst_bytes * NATRA_NSEC_PER_SEC);
 }
 
-/* The lowest level anything may reach: 0, or -D with EDT. */
-static __always_inline __s64 bucket_floor(const struct natra_config *cfg)
+/* The lowest level a mouse passes unpaced at: 0, or -D with EDT. */
+static __always_inline __s64 bucket_mice_floor(const struct natra_config *cfg)
 {
 	return -(__s64)(cfg->edt_debt_bytes * NATRA_NSEC_PER_SEC);
+}
+
+/* The lowest level anything may reach: 0, or -(D + M) with EDT (M: the mice
+ * horizon's worth of the rate, where paced mice go). */
+static __always_inline __s64 bucket_floor(const struct natra_config *cfg)
+{
+	return -(__s64)((cfg->edt_debt_bytes + cfg->mice_debt_bytes) * NATRA_NSEC_PER_SEC);
 }
 
 /* Bucket level after `now`, in byte-nanoseconds. Never overflows: an idle time
@@ -109,11 +117,11 @@ static __always_inline __s64 bucket_refilled_level(__s64 level, __u64 last_ns, _
  * R + cost in it, i.e. when this heavy packet would conform: ceil((R + cost -
  * level) / rate) ns. With the bucket empty and a stream of packets this is
  * t_next = max(now, t_last) + len x 1e9 / rate, Cilium's EDT rule. */
-static __always_inline __u64 bucket_edt_delay(__s64 level, __u64 cost,
+static __always_inline __u64 bucket_edt_delay(__s64 level, __u64 cost, __s64 at,
 					      const struct natra_config *cfg)
 {
-	/* R x 1e9 + cost - level in u64: the true value is in (0, 2^64) */
-	__u64 need = cfg->mice_reserve_bytes * NATRA_NSEC_PER_SEC + cost - (__u64)level;
+	/* at + cost - level in u64: the true value is in (0, 2^64) */
+	__u64 need = (__u64)at + cost - (__u64)level;
 	__u64 rate = cfg->rate_bytes_per_sec;
 
 	return need / rate + (need % rate != 0);
@@ -122,12 +130,17 @@ static __always_inline __u64 bucket_edt_delay(__s64 level, __u64 cost,
 /*
  * The fate of a packet of `cost` byte-ns at a (refilled) `level` (see the
  * layers above):
- *  - a mouse passes while the level stays >= the floor, else it is dropped;
+ *  - a mouse passes while the level stays >= its floor (0, -D with EDT);
+ *    below, with `edt`, it is charged and paced by the time the bucket takes
+ *    to be back at that floor + cost, unless that exceeds the mice horizon;
+ *    else (or without EDT) it is dropped;
  *  - a heavy packet passes while the level stays >= R + E; down to R, an ECT
  *    one passes marked CE (with EDT, a non-ECT one passes unmarked);
  *  - below R, with `edt`, a heavy packet is charged anyway and paced by
- *    *delay_ns, unless that exceeds the horizon or the floor; else dropped.
- * Anything but a drop charges cost.
+ *    *delay_ns, unless that exceeds the horizon or the floor; an ECT one
+ *    delayed more than ce_delay_ns (when set) is marked CE too; else dropped.
+ * Anything but a drop charges cost. Without EDT the horizons and debts are
+ * 0: no pacing at all, the floor is 0.
  */
 static __always_inline enum natra_verdict bucket_layer(__s64 level, __s64 cost,
 						       const struct natra_config *cfg,
@@ -137,20 +150,34 @@ static __always_inline enum natra_verdict bucket_layer(__s64 level, __s64 cost,
 	__s64 reserve = (__s64)(cfg->mice_reserve_bytes * NATRA_NSEC_PER_SEC);
 	__s64 band = (__s64)(cfg->ecn_band_bytes * NATRA_NSEC_PER_SEC);
 	__s64 after = level - cost;
+	__s64 mice_floor = bucket_mice_floor(cfg);
 	__u64 delay;
 
 	*delay_ns = 0;
-	if (cls == NATRA_CLASS_MOUSE)
-		return after >= bucket_floor(cfg) ? NATRA_VERDICT_PASS : NATRA_VERDICT_DROP;
+	if (cls == NATRA_CLASS_MOUSE) {
+		if (after >= mice_floor)
+			return NATRA_VERDICT_PASS;
+		if (edt && after >= bucket_floor(cfg)) {
+			delay = bucket_edt_delay(level, (__u64)cost, mice_floor, cfg);
+			if (delay <= cfg->mice_horizon_ns) {
+				*delay_ns = delay;
+				return NATRA_VERDICT_PACE;
+			}
+		}
+		return NATRA_VERDICT_DROP;
+	}
 	if (after >= reserve + band)
 		return NATRA_VERDICT_PASS;
 	if (after >= reserve && (ect || edt))
 		return ect ? NATRA_VERDICT_PASS_CE : NATRA_VERDICT_PASS;
 	if (edt && after >= bucket_floor(cfg)) {
-		delay = bucket_edt_delay(level, (__u64)cost, cfg);
+		delay = bucket_edt_delay(level, (__u64)cost, reserve, cfg);
 		if (delay <= cfg->edt_horizon_ns) {
 			*delay_ns = delay;
-			return NATRA_VERDICT_PACE;
+			/* ce_delay_ns 0: never marked for its delay */
+			return ect && cfg->ce_delay_ns && delay > cfg->ce_delay_ns
+				   ? NATRA_VERDICT_PACE_CE
+				   : NATRA_VERDICT_PACE;
 		}
 	}
 	return NATRA_VERDICT_DROP;

@@ -21,12 +21,17 @@ static __always_inline void stats_count_verdict(struct natra_counters *c, enum n
 		c->passed_heavy_packets++;
 		c->passed_heavy_bytes += bytes;
 	}
-	if (v == NATRA_VERDICT_PASS_CE) {
+	if (v == NATRA_VERDICT_PASS_CE || v == NATRA_VERDICT_PACE_CE) {
 		c->ce_marked_packets++;
 		c->ce_marked_bytes += bytes;
-	} else if (v == NATRA_VERDICT_PACE) {
+	}
+	if (v == NATRA_VERDICT_PACE || v == NATRA_VERDICT_PACE_CE) {
 		c->paced_packets++;
 		c->paced_bytes += bytes;
+		if (cls == NATRA_CLASS_MOUSE) {
+			c->paced_mouse_packets++;
+			c->paced_mouse_bytes += bytes;
+		}
 	}
 }
 

@@ -408,7 +408,10 @@ mod tests {
         assert_eq!(i.heavy_threshold_bytes, 100_000);
         assert_eq!(i.epoch_ns, 200_000_000);
         assert!(!i.edt && !e.edt);
-        assert_eq!((i.edt_horizon_ns, e.edt_horizon_ns), (0, 100_000_000));
+        assert_eq!(
+            (i.edt_horizon_ns, e.edt_horizon_ns),
+            (100_000_000, 100_000_000)
+        );
         assert_eq!(e.with_edt().edt_debt_bytes, 250_000); // 2.5 MB/s x 100 ms
     }
 

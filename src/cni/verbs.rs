@@ -177,7 +177,7 @@ fn add(env: &CniEnv, conf: &NetConf, opts: &modes::Options) -> Result<Value> {
         if installed.edt { "on" } else { "off" },
         host.name,
         host.index,
-        limits.with_edt(installed.edt)
+        limits.with_edt_dirs(installed.edt_ingress, installed.edt)
     );
     Ok(passthrough)
 }

@@ -24,7 +24,7 @@ use libbpf_rs::OpenObject;
 use super::direction::Direction;
 use super::modes::{on_side, plan, AttachMode, Installed, Options, Stage, Target};
 use super::pins::{self, AttachmentPins, BUCKET_MAP, CONFIG_MAP, COUNTERS_MAP};
-use super::record::{self, Record, EDT, OWNS_CLSACT, OWNS_FQ};
+use super::record::{self, Record, EDT, EDT_INGRESS, OWNS_CLSACT, OWNS_FQ, OWNS_HOST_FQ};
 use super::skeleton::{NatraSkel, NatraSkelBuilder};
 use super::{clsact, edt, faults, maps, sys, teardown};
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -39,10 +39,15 @@ pub fn install(
     limits: &PodLimits,
     opts: &Options,
 ) -> Result<Installed> {
-    let fq = edt::probe(target, opts)?;
+    let fq = edt::probe(target, opts, limits)?;
     let mut fq_owned = fq.owned;
+    let mut host_fq_owned = fq.host_owned;
     let mut failures = Vec::new();
     for stage in plan(opts, fq) {
+        if !stage.edt_ingress && host_fq_owned {
+            edt::remove_natra_host_fq(target.host_ifindex)?;
+            host_fq_owned = false;
+        }
         if !stage.edt && fq_owned {
             log::info!(
                 "EDT off: no Pod-side attach mode worked; removing the fq natra installed on the Pod's {}",
@@ -56,6 +61,7 @@ pub fn install(
                 return Ok(Installed {
                     mode,
                     edt: stage.edt,
+                    edt_ingress: stage.edt_ingress,
                 })
             }
             Err(e) => {
@@ -77,6 +83,11 @@ pub fn install(
     }
     if fq_owned {
         if let Err(e) = edt::remove_natra_fq(&target.netns, target.pod_ifindex) {
+            log::warn!("rollback: {e}");
+        }
+    }
+    if host_fq_owned {
+        if let Err(e) = edt::remove_natra_host_fq(target.host_ifindex) {
             log::warn!("rollback: {e}");
         }
     }
@@ -108,7 +119,7 @@ fn run_stage(
 ) -> Result<AttachMode> {
     let mut storage = MaybeUninit::uninit();
     let mut skel = load(&mut storage, limits)?;
-    write_limits(&skel, limits, stage.edt)?;
+    write_limits(&skel, limits, stage.edt_ingress, stage.edt)?;
     pins.create()?;
     pin_maps(&mut skel, pins)?;
     let progs: Vec<_> = Direction::ALL
@@ -152,9 +163,15 @@ fn load<'obj>(
 
 /// Each limited direction's config and a full bucket. With `edt` (fq is the
 /// root qdisc of the Pod's interface and the mode is Pod-side) pod egress's
-/// config carries NATRA_CFG_EDT with its horizon and debt
-/// (limits::with_edt).
-fn write_limits(skel: &NatraSkel<'_>, limits: &PodLimits, edt: bool) -> Result<()> {
+/// config carries NATRA_CFG_EDT with its horizons and debts, with
+/// `edt_ingress` (fq on the host veth, host-side mode) pod ingress's
+/// (limits::with_edt_dirs).
+fn write_limits(
+    skel: &NatraSkel<'_>,
+    limits: &PodLimits,
+    edt_ingress: bool,
+    edt: bool,
+) -> Result<()> {
     // the program's clock (bpf_ktime_get_coarse_ns)
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
         .context(ErrorKind::Dataplane, "cannot read CLOCK_MONOTONIC_COARSE")?;
@@ -163,7 +180,7 @@ fn write_limits(skel: &NatraSkel<'_>, limits: &PodLimits, edt: bool) -> Result<(
         "writing the config with EDT {}",
         if edt { "on" } else { "off" }
     );
-    let written = limits.with_edt(edt);
+    let written = limits.with_edt_dirs(edt_ingress, edt);
     for dir in Direction::ALL {
         if let Some(params) = dir.limit(&written) {
             maps::write_config(skel.maps.natra_cfg.as_fd(), dir, &params)?;
@@ -221,7 +238,10 @@ fn attach_stage(
 
 /// The record's flags for a stage: EDT, and whether natra installed its fq.
 fn stage_flags(stage: &Stage) -> u32 {
-    (if stage.edt { EDT } else { 0 }) | (if stage.owns_fq { OWNS_FQ } else { 0 })
+    (if stage.edt { EDT } else { 0 })
+        | (if stage.owns_fq { OWNS_FQ } else { 0 })
+        | (if stage.edt_ingress { EDT_INGRESS } else { 0 })
+        | (if stage.owns_host_fq { OWNS_HOST_FQ } else { 0 })
 }
 
 /// One mode: recorded first, then attached; undone from the record if any
@@ -347,10 +367,12 @@ mod tests {
         let fq = Fq {
             available: true,
             owned: true,
+            host_available: true,
+            host_owned: true,
         };
         let stages = plan(&opts, fq);
         assert_eq!(stage_flags(&stages[0]), EDT | OWNS_FQ);
-        assert_eq!(stage_flags(&stages[1]), 0);
+        assert_eq!(stage_flags(&stages[1]), EDT_INGRESS | OWNS_HOST_FQ);
     }
 
     #[test]

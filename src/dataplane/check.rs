@@ -51,7 +51,7 @@ pub fn verify(
         };
         verify_direction(pins, &record, target, dir)?;
         let found = maps::read_config(config.as_fd(), dir)?;
-        let params = if record.has(EDT) {
+        let params = if record::edt_for(record.flags, dir) {
             params.with_edt()
         } else {
             params

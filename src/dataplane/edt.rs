@@ -13,56 +13,78 @@ use super::faults;
 pub use super::modes::Fq;
 use super::modes::{EdtPacing, ModeChoice, Options, Target};
 use crate::error::{Error, ErrorKind, Result};
+use crate::limits::PodLimits;
 use crate::netns;
 use crate::qdisc::{self, RootOutcome, NATRA_ROOT_HANDLE};
 
 const NO_FQ: Fq = Fq {
     available: false,
     owned: false,
+    host_available: false,
+    host_owned: false,
 };
 
-/// Makes sure fq is the root of the Pod's interface when EDT may be used.
-pub fn probe(target: &Target, opts: &Options) -> Result<Fq> {
+/// Makes sure fq is the root of the Pod's interface (pod egress's queue,
+/// Pod-side modes) and of the host veth (pod ingress's queue, host-side
+/// modes) where EDT may be used, the fq natra installs sized for `limits`
+/// (qdisc::FqSizing: it never drops what natra already charged).
+pub fn probe(target: &Target, opts: &Options, limits: &PodLimits) -> Result<Fq> {
     let ifname = &target.pod_ifname;
     if opts.edt == EdtPacing::Off {
         log::info!("EDT off: edtPacing is off");
         return Ok(NO_FQ);
     }
-    if let ModeChoice::Explicit(mode) = opts.mode {
-        if !mode.is_pod_side() {
-            if opts.edt == EdtPacing::On {
-                return Err(Error::new(
-                    ErrorKind::InvalidConfig,
-                    format!(
-                        "edtPacing on needs a Pod-side attachMode: fq on the Pod's {ifname} \
-                         cannot pace what {mode} polices on the host veth"
-                    ),
-                ));
+    let (pod_side, host_side) = match opts.mode {
+        ModeChoice::Explicit(mode) => (mode.is_pod_side(), !mode.is_pod_side()),
+        ModeChoice::Auto => (true, true),
+    };
+    let mut fq = NO_FQ;
+    // pod ingress: fq on the host veth, in the host netns
+    if let (true, Some(p)) = (host_side, limits.pod_ingress) {
+        let sizing = sizing_for(&p);
+        match qdisc::install_fq_root_sized(target.host_ifindex, Some(sizing)) {
+            Ok(outcome) => {
+                fq.host_available = true;
+                fq.host_owned = outcome == RootOutcome::Installed;
+                log::info!(
+                    "EDT on for pod ingress: fq is the root qdisc of the host veth ({}, {sizing:?})",
+                    if fq.host_owned { "natra's" } else { "already there" }
+                );
             }
-            log::info!(
-                "EDT off: attachMode {mode} attaches on the host side, where fq cannot pace"
-            );
-            return Ok(NO_FQ);
+            Err(e) => log::info!("EDT off for pod ingress: fq unavailable on the host veth: {e}"),
         }
     }
+    if !pod_side {
+        if opts.edt == EdtPacing::On && !fq.host_available {
+            return Err(Error::new(
+                ErrorKind::InvalidConfig,
+                format!(
+                    "edtPacing on: attachMode {} attaches on the host side, where only pod \
+                     ingress can be paced, and fq cannot be had on the host veth",
+                    opts.mode
+                ),
+            ));
+        }
+        return Ok(fq);
+    }
     let ifindex = target.pod_ifindex;
-    match netns::run_in_netns(&target.netns, move || qdisc::install_fq_root(ifindex)) {
+    let sizing = limits.pod_egress.map(|p| sizing_for(&p));
+    match netns::run_in_netns(&target.netns, move || {
+        qdisc::install_fq_root_sized(ifindex, sizing)
+    }) {
         Ok(RootOutcome::Installed) => {
             faults::kill_point("fq-installed");
             log::info!("EDT on: fq is the root qdisc of the Pod's {ifname} (installed by natra)");
-            Ok(Fq {
-                available: true,
-                owned: true,
-            })
+            fq.available = true;
+            fq.owned = true;
+            Ok(fq)
         }
         Ok(RootOutcome::AlreadyPresent) => {
             log::info!("EDT on: the Pod's {ifname} already has fq as its root qdisc");
-            Ok(Fq {
-                available: true,
-                owned: false,
-            })
+            fq.available = true;
+            Ok(fq)
         }
-        Err(e) if opts.edt == EdtPacing::On => Err(Error::new(
+        Err(e) if opts.edt == EdtPacing::On && !fq.host_available => Err(Error::new(
             ErrorKind::Dataplane,
             format!(
                 "edtPacing on: fq cannot be installed on the Pod's {ifname}: {}",
@@ -71,10 +93,22 @@ pub fn probe(target: &Target, opts: &Options) -> Result<Fq> {
         )
         .with_details(e.details)),
         Err(e) => {
-            log::info!("EDT off: fq unavailable: {e}");
-            Ok(NO_FQ)
+            log::info!("EDT off for pod egress: fq unavailable: {e}");
+            Ok(fq)
         }
     }
+}
+
+/// The fq for a direction paced with `p` (EDT's debts: `with_edt`).
+fn sizing_for(p: &crate::limits::BucketParams) -> qdisc::FqSizing {
+    let e = p.with_edt();
+    qdisc::FqSizing::for_queue(e.edt_queue_bytes(), e.edt_horizon_ns.max(e.mice_horizon_ns))
+}
+
+/// Removes the root fq of the host veth `host_ifindex` (host netns) if it
+/// carries natra's handle.
+pub fn remove_natra_host_fq(host_ifindex: u32) -> Result<()> {
+    remove_root_fq_if_natras(host_ifindex)
 }
 
 /// DEL, whatever the record says: removes the root fq of the Pod's `ifname`

@@ -16,7 +16,7 @@ use libbpf_rs::MapHandle;
 use super::direction::Direction;
 use super::maps;
 use super::pins::{AttachmentPins, BUCKET_MAP, CONFIG_MAP};
-use super::record::{self, EDT};
+use super::record;
 use crate::contract::NATRA_NSEC_PER_SEC;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::limits::{BucketParams, PodLimits};
@@ -58,7 +58,7 @@ pub fn set_view_limits(
 pub fn set_limits(pins: &AttachmentPins, limits: &PodLimits) -> Result<Vec<Changed>> {
     let config = open(pins, CONFIG_MAP)?;
     let bucket = open(pins, BUCKET_MAP)?;
-    let edt = record::read(pins)?.is_some_and(|r| r.has(EDT));
+    let flags = record::read(pins)?.map_or(0, |r| r.flags);
     let mut changed = Vec::new();
     // Checked for both directions before either is written.
     let mut plan = Vec::new();
@@ -84,7 +84,11 @@ pub fn set_limits(pins: &AttachmentPins, limits: &PodLimits) -> Result<Vec<Chang
         }
         let params = match wanted {
             Some(p) => {
-                let p = if edt { p.with_edt() } else { p };
+                let p = if record::edt_for(flags, dir) {
+                    p.with_edt()
+                } else {
+                    p
+                };
                 // The sketch map was sized at load: keep its geometry.
                 BucketParams {
                     sketch_width: current.sketch_width,

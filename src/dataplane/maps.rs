@@ -30,6 +30,9 @@ pub fn config_for(dir: Direction, p: &BucketParams) -> natra_config {
         sketch_width: p.sketch_width,
         sketch_shift: 64 - p.sketch_width.trailing_zeros(),
         sketch_base: dir.index() * p.sketch_cells(),
+        mice_debt_bytes: p.mice_debt_bytes,
+        mice_horizon_ns: p.mice_horizon_ns,
+        ce_delay_ns: p.ce_delay_ns,
     }
 }
 
@@ -112,6 +115,8 @@ pub fn read_counters(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_counte
             sum.dropped_bytes += c.dropped_bytes;
             sum.malformed_packets += c.malformed_packets;
             sum.non_ip_packets += c.non_ip_packets;
+            sum.paced_mouse_packets += c.paced_mouse_packets;
+            sum.paced_mouse_bytes += c.paced_mouse_bytes;
             sum
         }))
 }

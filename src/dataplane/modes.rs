@@ -188,22 +188,33 @@ pub struct Target {
     pub pod: PodRef,
 }
 
-/// What the EDT probe (edt.rs) found on the Pod's interface.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What the EDT probe (edt.rs) found on the Pod's interface (pod egress's
+/// queue) and on the host veth (pod ingress's queue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Fq {
-    /// fq is the root qdisc: EDT can pace.
+    /// fq is the root qdisc of the Pod's interface: EDT can pace pod egress
+    /// in the Pod-side modes.
     pub available: bool,
     /// natra installed it (DEL and a failed ADD remove it).
     pub owned: bool,
+    /// fq is the root qdisc of the host veth: EDT can pace pod ingress in
+    /// the host-side modes (tcx egress runs just before the root qdisc).
+    pub host_available: bool,
+    /// natra installed that one.
+    pub host_owned: bool,
 }
 
 /// One load of the dataplane and the modes tried with it, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stage {
-    /// EDT pacing: what the dataplane's config must say.
+    /// EDT pacing of pod egress: what the dataplane's config must say.
     pub edt: bool,
     /// natra installed the fq that EDT relies on.
     pub owns_fq: bool,
+    /// EDT pacing of pod ingress (host-side modes, fq on the host veth).
+    pub edt_ingress: bool,
+    /// natra installed the host veth's fq.
+    pub owns_host_fq: bool,
     pub modes: Vec<AttachMode>,
 }
 
@@ -211,7 +222,10 @@ pub struct Stage {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Installed {
     pub mode: AttachMode,
+    /// pod egress paced
     pub edt: bool,
+    /// pod ingress paced
+    pub edt_ingress: bool,
 }
 
 /// The order `auto` tries the modes in.
@@ -232,25 +246,42 @@ pub fn plan(opts: &Options, fq: Fq) -> Vec<Stage> {
     let edt_stage = |modes: &[AttachMode]| Stage {
         edt: true,
         owns_fq: fq.owned,
+        edt_ingress: false,
+        owns_host_fq: false,
+        modes: modes.to_vec(),
+    };
+    // host side: pod ingress paced when the host veth has fq
+    let host_stage = |modes: &[AttachMode]| Stage {
+        edt: false,
+        owns_fq: false,
+        edt_ingress: fq.host_available,
+        owns_host_fq: fq.host_available && fq.host_owned,
         modes: modes.to_vec(),
     };
     let plain = |modes: &[AttachMode]| Stage {
         edt: false,
         owns_fq: false,
+        edt_ingress: false,
+        owns_host_fq: false,
         modes: modes.to_vec(),
     };
     match opts.mode {
         ModeChoice::Explicit(mode) if fq.available && mode.is_pod_side() => {
             vec![edt_stage(&[mode])]
         }
+        ModeChoice::Explicit(mode) if !mode.is_pod_side() => vec![host_stage(&[mode])],
         ModeChoice::Explicit(mode) => vec![plain(&[mode])],
         ModeChoice::Auto if fq.available => {
             let order = auto_order(true);
             let mut stages = vec![edt_stage(&order[..2])];
             if opts.edt != EdtPacing::On {
-                stages.push(plain(&order[2..]));
+                stages.push(host_stage(&order[2..]));
             }
             stages
+        }
+        ModeChoice::Auto if fq.host_available => {
+            let order = auto_order(false);
+            vec![host_stage(&order[..2]), plain(&order[2..])]
         }
         ModeChoice::Auto => vec![plain(&auto_order(false))],
     }
@@ -276,10 +307,14 @@ mod tests {
     const NO_FQ: Fq = Fq {
         available: false,
         owned: false,
+        host_available: false,
+        host_owned: false,
     };
     const OUR_FQ: Fq = Fq {
         available: true,
         owned: true,
+        host_available: false,
+        host_owned: false,
     };
 
     fn opts(mode: ModeChoice, edt: EdtPacing) -> Options {
@@ -350,6 +385,35 @@ mod tests {
             stages[1].modes,
             [AttachMode::TcxHostside, AttachMode::ClsactHostside]
         );
+    }
+
+    #[test]
+    fn host_fq_paces_pod_ingress_in_the_host_side_modes_only() {
+        let both = Fq {
+            host_available: true,
+            host_owned: true,
+            ..OUR_FQ
+        };
+        let stages = plan(&opts(ModeChoice::Auto, EdtPacing::Auto), both);
+        assert!(stages[0].edt && !stages[0].edt_ingress);
+        assert!(!stages[1].edt && stages[1].edt_ingress && stages[1].owns_host_fq);
+        let host_only = Fq {
+            available: false,
+            owned: false,
+            ..both
+        };
+        let stages = plan(&opts(ModeChoice::Auto, EdtPacing::Auto), host_only);
+        assert_eq!(stages.len(), 2);
+        assert!(stages[0].edt_ingress && stages[0].modes.iter().all(|m| !m.is_pod_side()));
+        assert!(!stages[1].edt_ingress && stages[1].modes.iter().all(|m| m.is_pod_side()));
+        let explicit = plan(
+            &opts(
+                ModeChoice::Explicit(AttachMode::TcxHostside),
+                EdtPacing::Auto,
+            ),
+            host_only,
+        );
+        assert!(explicit[0].edt_ingress && !explicit[0].edt);
     }
 
     #[test]

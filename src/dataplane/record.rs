@@ -22,12 +22,28 @@ pub const OWNS_FQ: u32 = natra_attach_flags::NATRA_ATTACH_OWNS_FQ.0;
 /// EDT pacing is on (fq on the Pod's interface).
 pub const EDT: u32 = natra_attach_flags::NATRA_ATTACH_EDT.0;
 
+/// EDT pacing of pod ingress is on (fq on the host veth, host-side modes).
+pub const EDT_INGRESS: u32 = natra_attach_flags::NATRA_ATTACH_EDT_INGRESS.0;
+/// natra installed fq as the host veth's root.
+pub const OWNS_HOST_FQ: u32 = natra_attach_flags::NATRA_ATTACH_OWNS_HOST_FQ.0;
+
 /// Every flag with its name as `natra inspect` shows it.
-pub const FLAG_NAMES: [(u32, &str); 3] = [
+pub const FLAG_NAMES: [(u32, &str); 5] = [
     (OWNS_CLSACT, "owns-clsact"),
     (OWNS_FQ, "owns-fq"),
     (EDT, "edt"),
+    (EDT_INGRESS, "edt-ingress"),
+    (OWNS_HOST_FQ, "owns-host-fq"),
 ];
+
+/// Whether the record's flags say `dir` is paced (EDT): pod egress with
+/// [`EDT`], pod ingress with [`EDT_INGRESS`].
+pub fn edt_for(flags: u32, dir: super::direction::Direction) -> bool {
+    match dir {
+        super::direction::Direction::PodEgress => flags & EDT != 0,
+        super::direction::Direction::PodIngress => flags & EDT_INGRESS != 0,
+    }
+}
 
 /// The names of the flags set in `flags` (an unknown bit as its number).
 pub fn flag_names(flags: u32) -> Vec<String> {
@@ -213,7 +229,11 @@ mod tests {
     fn flags_are_named_as_inspect_shows_them() {
         assert_eq!(flag_names(0), Vec::<String>::new());
         assert_eq!(flag_names(EDT | OWNS_FQ), ["owns-fq", "edt"]);
-        assert_eq!(flag_names(OWNS_CLSACT | 0x10), ["owns-clsact", "0x10"]);
+        assert_eq!(
+            flag_names(EDT_INGRESS | OWNS_HOST_FQ),
+            ["edt-ingress", "owns-host-fq"]
+        );
+        assert_eq!(flag_names(OWNS_CLSACT | 0x40), ["owns-clsact", "0x40"]);
     }
 
     #[test]

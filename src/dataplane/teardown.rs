@@ -5,7 +5,7 @@ use std::path::Path;
 use super::clsact::{self, Hook};
 use super::direction::Direction;
 use super::pins::{self, AttachmentPins};
-use super::record::{self, Record, OWNS_CLSACT, OWNS_FQ};
+use super::record::{self, Record, OWNS_CLSACT, OWNS_FQ, OWNS_HOST_FQ};
 use super::{edt, sys};
 use crate::error::Result;
 use crate::netns;
@@ -93,6 +93,13 @@ pub(super) fn undo_record(
                 }
             }
             None => log::info!("the Pod's netns is gone: its fq went with it"),
+        }
+    }
+    // The host veth's fq (pod ingress paced, host-side modes): natra's handle
+    // only. Gone with the veth when the runtime removed the pair first.
+    if include_fq && rec.has(OWNS_HOST_FQ) {
+        if let Err(e) = edt::remove_natra_host_fq(rec.host_ifindex) {
+            log::warn!("natra's fq left on the host veth: {e}");
         }
     }
     Ok(())

@@ -63,10 +63,26 @@ pub const MAX_SKETCH_WIDTH: u32 = 1 << 16;
 /// maps (< 1 KiB) the pod stays under 256 KiB of BPF map memory.
 pub const SKETCH_BUDGET_BYTES: u64 = 192 * 1024;
 /// EDT: longest departure delay given to a heavy packet before dropping
-/// instead. Half the burst window: a sender hears of congestion within one
-/// RTT by loss rather than by a quarter second of queue in sch_fq, and the
-/// extra the debt lets through stays at half a burst.
-pub const DEFAULT_EDT_HORIZON_MS: u64 = 250;
+/// instead. Short, like TBF's 25 ms queue: the heavy queue is what mice
+/// leave on top of (they pass unpaced down to -D, D = horizon x rate), so it
+/// bounds how far over the cap one second can go (burst + D, docs/dataplane.md),
+/// and a sender hears of congestion within a few ms by loss.
+pub const DEFAULT_EDT_HORIZON_MS: u64 = 20;
+/// EDT: longest departure delay given to a mouse below its floor before
+/// dropping it. Shorter than TCP's 200 ms minimum RTO (a paced mouse never
+/// times out for its pacing), long enough to hold a few dozen short replies
+/// at once where policing dropped them into 200 ms+ retransmission timers.
+pub const DEFAULT_MICE_HORIZON_MS: u64 = 150;
+/// EDT: a paced heavy ECT packet delayed more than this is CE-marked too,
+/// so an ECN elephant backs off before it fills the heavy horizon.
+pub const DEFAULT_CE_DELAY_MS: u64 = 5;
+/// EDT: the burst window when a queue (fq) serves the direction. What does
+/// not conform is paced, not dropped, so the bucket need not ride out a
+/// retransmission timeout; a small one keeps any second within
+/// ~(EDT_BURST_WINDOW_MS + DEFAULT_EDT_HORIZON_MS) ms of the cap.
+pub const EDT_BURST_WINDOW_MS: u64 = 20;
+/// EDT: smallest burst, a dozen full-size frames.
+pub const EDT_BURST_FLOOR_BYTES: u64 = 16 * 1024;
 pub const MAX_EDT_HORIZON_MS: u64 = 10_000;
 /// The dataplane's cap on the EDT debt (NATRA_MAX_EDT_DEBT_BYTES).
 pub const MAX_EDT_DEBT_BYTES: u64 = NATRA_MAX_EDT_DEBT_BYTES;
@@ -106,10 +122,16 @@ pub struct BucketParams {
     pub epoch_ns: u64,
     /// EDT pacing of heavy packets (pod egress only; see `with_edt`).
     pub edt: bool,
-    /// Longest EDT delay (pod egress; 0 for pod ingress, which never paces).
+    /// Longest EDT delay of a heavy packet.
     pub edt_horizon_ns: u64,
     /// How far below 0 EDT may take the bucket: horizon x rate (0 without EDT).
     pub edt_debt_bytes: u64,
+    /// Longest EDT delay of a mouse below its floor (0 without EDT: dropped).
+    pub mice_horizon_ns: u64,
+    /// How far below -edt_debt paced mice may take the level (0 without EDT).
+    pub mice_debt_bytes: u64,
+    /// A paced heavy ECT packet delayed more than this is marked CE (0: never).
+    pub ce_delay_ns: u64,
     /// The pod's sketch geometry, the same for both directions.
     pub sketch_width: u32,
     pub sketch_depth: u32,
@@ -121,21 +143,40 @@ impl BucketParams {
         self.sketch_width * self.sketch_depth
     }
 
-    /// The same direction with EDT pacing on: heavy packets over the rate
-    /// are paced up to the horizon, which lets the bucket go into a debt of
-    /// horizon x rate (so the refill runs from -debt). Pod egress only: a
-    /// direction without a horizon (pod ingress) is returned unchanged.
+    /// The same direction with EDT pacing on (a queue, fq, right after the
+    /// program): heavy packets over the rate are paced up to the horizon,
+    /// mice below their floor up to the mice horizon, which lets the bucket
+    /// go into a debt of (horizon + mice horizon) x rate (so the refill runs
+    /// from there). Retuned for a queue: the burst shrinks to
+    /// EDT_BURST_WINDOW_MS of the rate (the mice reserve and ECN band, its
+    /// quarters, with it). A direction without a horizon is returned
+    /// unchanged. Idempotent.
     pub fn with_edt(self) -> BucketParams {
-        if self.edt_horizon_ns == 0 {
+        if self.edt_horizon_ns == 0 || self.edt {
             return self;
         }
-        let debt = edt_debt_bytes(self.rate_bytes_per_sec, self.edt_horizon_ns);
+        let rate = self.rate_bytes_per_sec;
+        let burst = self.burst_bytes.min(edt_burst_bytes(rate));
+        let debt = edt_debt_bytes(rate, self.edt_horizon_ns);
+        let mice_debt = edt_debt_bytes(rate, self.mice_horizon_ns)
+            .min(MAX_EDT_DEBT_BYTES - debt.min(MAX_EDT_DEBT_BYTES));
         BucketParams {
             edt: true,
+            burst_bytes: burst,
+            ecn_band_bytes: burst / ECN_BAND_DIVISOR,
+            mice_reserve_bytes: burst / MICE_RESERVE_DIVISOR,
             edt_debt_bytes: debt,
-            refill_full_ns: refill_full_ns(self.burst_bytes + debt, self.rate_bytes_per_sec),
+            mice_debt_bytes: mice_debt,
+            ce_delay_ns: DEFAULT_CE_DELAY_MS * NSEC_PER_MSEC,
+            refill_full_ns: refill_full_ns(burst + debt + mice_debt, rate),
             ..self
         }
+    }
+
+    /// Bytes EDT may have charged ahead of the wire (paced, not yet gone):
+    /// what an fq after the program must hold without dropping.
+    pub fn edt_queue_bytes(&self) -> u64 {
+        self.edt_debt_bytes + self.mice_debt_bytes + self.burst_bytes
     }
 }
 
@@ -152,14 +193,18 @@ impl PodLimits {
     }
 
     /// The limits as written to the config map of a load with EDT `edt`
-    /// (only a direction with a horizon, pod egress, changes).
+    /// on pod egress (and on pod ingress with [`PodLimits::with_edt_dirs`]).
     pub fn with_edt(self, edt: bool) -> PodLimits {
-        if !edt {
-            return self;
-        }
+        self.with_edt_dirs(false, edt)
+    }
+
+    /// EDT per direction: each paced direction gets [`BucketParams::with_edt`].
+    pub fn with_edt_dirs(self, ingress: bool, egress: bool) -> PodLimits {
+        let pick =
+            |p: Option<BucketParams>, on: bool| if on { p.map(BucketParams::with_edt) } else { p };
         PodLimits {
-            pod_ingress: self.pod_ingress.map(BucketParams::with_edt),
-            pod_egress: self.pod_egress.map(BucketParams::with_edt),
+            pod_ingress: pick(self.pod_ingress, ingress),
+            pod_egress: pick(self.pod_egress, egress),
         }
     }
 
@@ -185,7 +230,12 @@ impl std::fmt::Display for BucketParams {
             self.sketch_width
         )?;
         if self.edt {
-            write!(f, ", EDT within {}", units::millis(self.edt_horizon_ns))?;
+            write!(
+                f,
+                ", EDT within {} (mice {})",
+                units::millis(self.edt_horizon_ns),
+                units::millis(self.mice_horizon_ns)
+            )?;
         }
         Ok(())
     }
@@ -225,7 +275,7 @@ pub fn pod_limits(
     t: &Tuning,
 ) -> Result<PodLimits> {
     validate_tuning(t)?;
-    let mut ingress = direction_params("ingress", ingress, t, false)?;
+    let mut ingress = direction_params("ingress", ingress, t, true)?;
     let mut egress = direction_params("egress", egress, t, true)?;
     // One sketch map for both directions: the wider need wins.
     let width = ingress
@@ -317,10 +367,13 @@ fn direction_params(
         || default_sketch_width(rate, window_ms, threshold, depth),
         |w| w as u32,
     );
-    let edt_horizon_ns = if pacable {
-        t.edt_horizon_ms.unwrap_or(DEFAULT_EDT_HORIZON_MS) * NSEC_PER_MSEC
+    let (edt_horizon_ns, mice_horizon_ns) = if pacable {
+        (
+            t.edt_horizon_ms.unwrap_or(DEFAULT_EDT_HORIZON_MS) * NSEC_PER_MSEC,
+            DEFAULT_MICE_HORIZON_MS * NSEC_PER_MSEC,
+        )
     } else {
-        0
+        (0, 0)
     };
     Ok(Some(BucketParams {
         rate_bytes_per_sec: rate,
@@ -333,6 +386,9 @@ fn direction_params(
         edt: false,
         edt_horizon_ns,
         edt_debt_bytes: 0,
+        mice_horizon_ns,
+        mice_debt_bytes: 0,
+        ce_delay_ns: 0,
         sketch_width: width,
         sketch_depth: depth,
     }))
@@ -381,6 +437,12 @@ pub fn default_sketch_width(rate: u64, window_ms: u64, threshold: u64, depth: u3
     let cap = 1u32 << (63 - budget_cells.max(1).leading_zeros());
     need.max(MIN_DEFAULT_SKETCH_WIDTH)
         .min(cap.max(MIN_SKETCH_WIDTH))
+}
+
+/// The burst with EDT on: EDT_BURST_WINDOW_MS of the rate, at least the floor.
+pub fn edt_burst_bytes(rate_bytes_per_sec: u64) -> u64 {
+    (rate_bytes_per_sec.saturating_mul(EDT_BURST_WINDOW_MS) / 1000)
+        .clamp(EDT_BURST_FLOOR_BYTES, BURST_CEILING_BYTES)
 }
 
 /// D = horizon x rate, at most the dataplane's cap.

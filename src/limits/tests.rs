@@ -169,23 +169,37 @@ fn both_directions_share_the_wider_sketch() {
 }
 
 #[test]
-fn edt_is_egress_only_with_a_debt_of_horizon_x_rate() {
+fn edt_either_way_retunes_for_a_queue() {
     let t = Tuning::default();
     let l = pod_limits(req(20_000_000), req(20_000_000), &t).unwrap();
-    let (i, e) = (l.pod_ingress.unwrap(), l.pod_egress.unwrap());
-    assert!(!e.edt && e.edt_debt_bytes == 0 && e.refill_full_ns == 500_000_000);
-    let (i, e) = (i.with_edt(), e.with_edt());
-    assert!(!i.edt && i.edt_debt_bytes == 0 && i.edt_horizon_ns == 0);
-    assert!(e.edt);
-    assert_eq!(e.edt_horizon_ns, DEFAULT_EDT_HORIZON_MS * 1_000_000);
-    assert_eq!(e.edt_debt_bytes, 625_000); // 2.5 MB/s x 250 ms
-                                           // the refill runs from -debt to full: (1.25 MB + 625 kB) / 2.5 MB/s
-    assert_eq!(e.refill_full_ns, 750_000_000);
-    let huge = pod_limits(req(0), req(MAX_RATE_BITS), &t).unwrap();
+    for p in [l.pod_ingress.unwrap(), l.pod_egress.unwrap()] {
+        assert!(!p.edt && p.edt_debt_bytes == 0 && p.refill_full_ns == 500_000_000);
+        assert_eq!((p.mice_debt_bytes, p.ce_delay_ns), (0, 0));
+        let e = p.with_edt();
+        assert!(e.edt);
+        assert_eq!(e.with_edt(), e, "idempotent");
+        assert_eq!(e.edt_horizon_ns, DEFAULT_EDT_HORIZON_MS * 1_000_000);
+        assert_eq!(e.mice_horizon_ns, DEFAULT_MICE_HORIZON_MS * 1_000_000);
+        assert!(e.mice_horizon_ns < 200_000_000, "below TCP's minimum RTO");
+        assert_eq!(e.ce_delay_ns, DEFAULT_CE_DELAY_MS * 1_000_000);
+        // 2.5 MB/s: burst 20 ms = 50 kB, heavy debt 20 ms = 50 kB, mice 150 ms = 375 kB
+        assert_eq!(e.burst_bytes, 50_000);
+        assert_eq!((e.mice_reserve_bytes, e.ecn_band_bytes), (12_500, 12_500));
+        assert_eq!(e.edt_debt_bytes, 50_000);
+        assert_eq!(e.mice_debt_bytes, 375_000);
+        // the refill runs from -(D + M) to full: 475 kB / 2.5 MB/s
+        assert_eq!(e.refill_full_ns, 190_000_000);
+        assert_eq!(e.edt_queue_bytes(), 475_000);
+    }
+    // a slow Pod keeps the floor of a dozen frames
+    let slow = pod_limits(req(1_000_000), req(0), &t).unwrap();
     assert_eq!(
-        huge.pod_egress.unwrap().with_edt().edt_debt_bytes,
-        MAX_EDT_DEBT_BYTES
+        slow.pod_ingress.unwrap().with_edt().burst_bytes,
+        EDT_BURST_FLOOR_BYTES
     );
+    let huge = pod_limits(req(0), req(MAX_RATE_BITS), &t).unwrap();
+    let h = huge.pod_egress.unwrap().with_edt();
+    assert!(h.edt_debt_bytes + h.mice_debt_bytes <= MAX_EDT_DEBT_BYTES);
 }
 
 #[test]
@@ -197,6 +211,9 @@ fn pod_limits_with_edt_change_only_what_a_load_with_edt_writes() {
     assert_eq!(on.pod_ingress, l.pod_ingress);
     assert_eq!(on.pod_egress, Some(l.pod_egress.unwrap().with_edt()));
     assert!(on.pod_egress.unwrap().edt);
+    let both = l.with_edt_dirs(true, true);
+    assert!(both.pod_ingress.unwrap().edt && both.pod_egress.unwrap().edt);
+    assert_eq!(l.with_edt_dirs(true, false).pod_egress, l.pod_egress);
 }
 
 #[test]

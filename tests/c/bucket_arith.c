@@ -104,7 +104,9 @@ static __u64 rng(void)
     !defined(MAX_HEAVY_THRESHOLD_BYTES) || !defined(DEFAULT_SKETCH_DEPTH) ||                       \
     !defined(MIN_DEFAULT_SKETCH_WIDTH) || !defined(MIN_SKETCH_WIDTH) ||                            \
     !defined(MAX_SKETCH_WIDTH) || !defined(SKETCH_BUDGET_BYTES) ||                                 \
-    !defined(DEFAULT_EDT_HORIZON_MS) || !defined(MAX_EDT_DEBT_BYTES)
+    !defined(DEFAULT_EDT_HORIZON_MS) || !defined(MAX_EDT_DEBT_BYTES) ||                            \
+    !defined(DEFAULT_MICE_HORIZON_MS) || !defined(DEFAULT_CE_DELAY_MS) ||                          \
+    !defined(EDT_BURST_WINDOW_MS) || !defined(EDT_BURST_FLOOR_BYTES)
 #error                                                                                             \
     "build this harness through tests/bucket_arith.rs: it passes src/limits.rs's constants with -D"
 #endif
@@ -231,12 +233,30 @@ static struct natra_config config_for(__u64 rate_bits, __u64 burst_bits)
 	return config_raw(rate, sanitise_burst(burst_bits / 8, rate), 0);
 }
 
-/* The same with EDT (pod egress, `edt: true`) and the default horizon. */
+/* BucketParams::with_edt of src/limits.rs: the burst retuned for a queue
+ * (EDT_BURST_WINDOW_MS of the rate), the default heavy and mice horizons,
+ * the CE delay. */
 static struct natra_config config_edt(__u64 rate_bits, __u64 burst_bits)
 {
 	__u64 rate = rate_bits / 8;
+	__u64 burst = sanitise_burst(burst_bits / 8, rate);
+	u128 eb = (u128)rate * EDT_BURST_WINDOW_MS / 1000;
+	u128 mice = (u128)rate * DEFAULT_MICE_HORIZON_MS / 1000;
+	struct natra_config c;
 
-	return config_raw(rate, sanitise_burst(burst_bits / 8, rate), DEFAULT_EDT_HORIZON_MS);
+	if (eb < EDT_BURST_FLOOR_BYTES)
+		eb = EDT_BURST_FLOOR_BYTES;
+	if (eb < burst)
+		burst = (__u64)eb;
+	c = config_raw(rate, burst, DEFAULT_EDT_HORIZON_MS);
+	if (mice > MAX_EDT_DEBT_BYTES - c.edt_debt_bytes)
+		mice = MAX_EDT_DEBT_BYTES - c.edt_debt_bytes;
+	c.mice_debt_bytes = (__u64)mice;
+	c.mice_horizon_ns = DEFAULT_MICE_HORIZON_MS * 1000000ULL;
+	c.ce_delay_ns = DEFAULT_CE_DELAY_MS * 1000000ULL;
+	c.refill_full_ns = div_ceil_u64(
+	    (u128)(burst + c.edt_debt_bytes + c.mice_debt_bytes) * NATRA_NSEC_PER_SEC, rate);
+	return c;
 }
 
 static __s64 full_of(const struct natra_config *c)
@@ -246,7 +266,7 @@ static __s64 full_of(const struct natra_config *c)
 
 static __s64 floor_of(const struct natra_config *c)
 {
-	return -(__s64)(c->edt_debt_bytes * NATRA_NSEC_PER_SEC);
+	return -(__s64)((c->edt_debt_bytes + c->mice_debt_bytes) * NATRA_NSEC_PER_SEC);
 }
 
 static __s64 bns(__u64 bytes)
@@ -278,16 +298,28 @@ static enum natra_verdict ref_charge(s128 level, __u64 size, enum natra_class cl
 	s128 cost = (s128)size * NATRA_NSEC_PER_SEC;
 	s128 r = (s128)c->mice_reserve_bytes * NATRA_NSEC_PER_SEC;
 	s128 e = (s128)c->ecn_band_bytes * NATRA_NSEC_PER_SEC;
-	s128 fl = -(s128)c->edt_debt_bytes * NATRA_NSEC_PER_SEC;
+	s128 mf = -(s128)c->edt_debt_bytes * NATRA_NSEC_PER_SEC;
+	s128 fl = mf - (s128)c->mice_debt_bytes * NATRA_NSEC_PER_SEC;
 	s128 after = level - cost;
 
 	*delay = 0;
 	*level_out = level;
 	if (cls == NATRA_CLASS_MOUSE) {
-		if (after < fl)
-			return NATRA_VERDICT_DROP;
-		*level_out = after;
-		return NATRA_VERDICT_PASS;
+		if (after >= mf) {
+			*level_out = after;
+			return NATRA_VERDICT_PASS;
+		}
+		if (edt && after >= fl) {
+			s128 need = mf + cost - level;
+			s128 d = (need + c->rate_bytes_per_sec - 1) / c->rate_bytes_per_sec;
+
+			if (d <= (s128)c->mice_horizon_ns) {
+				*level_out = after;
+				*delay = (__u64)d;
+				return NATRA_VERDICT_PACE;
+			}
+		}
+		return NATRA_VERDICT_DROP;
 	}
 	if (after >= r + e) {
 		*level_out = after;
@@ -304,7 +336,9 @@ static enum natra_verdict ref_charge(s128 level, __u64 size, enum natra_class cl
 		if (d <= (s128)c->edt_horizon_ns) {
 			*level_out = after;
 			*delay = (__u64)d;
-			return NATRA_VERDICT_PACE;
+			return ect && c->ce_delay_ns && d > (s128)c->ce_delay_ns
+				   ? NATRA_VERDICT_PACE_CE
+				   : NATRA_VERDICT_PACE;
 		}
 	}
 	return NATRA_VERDICT_DROP;
@@ -416,8 +450,10 @@ static void test_params_mirror_limits_rs(void)
 	CHECK(MAX_HEAVY_THRESHOLD_BYTES < NATRA_SKETCH_BYTES_MASK, "threshold cap");
 	/* EDT: debt = horizon x rate, refill from -debt */
 	c = config_edt(20000000, 0);
-	CHECK(c.edt_debt_bytes == 625000 && c.refill_full_ns == 750000000ULL,
-	      "EDT at 20 Mbit/s: debt %llu refill %llu", c.edt_debt_bytes, c.refill_full_ns);
+	CHECK(c.burst_bytes == 50000 && c.edt_debt_bytes == 50000 && c.mice_debt_bytes == 375000 &&
+		  c.refill_full_ns == 190000000ULL,
+	      "EDT at 20 Mbit/s: burst %llu debt %llu mice %llu refill %llu", c.burst_bytes,
+	      c.edt_debt_bytes, c.mice_debt_bytes, c.refill_full_ns);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -874,9 +910,12 @@ static void test_layers(void)
 	const __u64 size = 1500;
 	const __s64 cost = bns(size), R = bns(c.mice_reserve_bytes), E = bns(c.ecn_band_bytes);
 	const __s64 D = bns(ce.edt_debt_bytes), full = full_of(&c);
+	const __s64 Re = bns(ce.mice_reserve_bytes), Ee = bns(ce.ecn_band_bytes);
+	const __s64 Mi = (__s64)(ce.mice_horizon_ns * ce.rate_bytes_per_sec);
 	const enum natra_class M = NATRA_CLASS_MOUSE, H = NATRA_CLASS_HEAVY;
 	const enum natra_verdict P = NATRA_VERDICT_PASS, C = NATRA_VERDICT_PASS_CE,
-				 X = NATRA_VERDICT_DROP, Z = NATRA_VERDICT_PACE;
+				 X = NATRA_VERDICT_DROP, Z = NATRA_VERDICT_PACE,
+				 W = NATRA_VERDICT_PACE_CE;
 	struct {
 		int edt;
 		__s64 level;
@@ -903,17 +942,24 @@ static void test_layers(void)
 	    {0, cost + R - 1, H, 0, X},
 	    {0, cost, H, 1, X},
 	    {0, 0, H, 1, X},
-	    /* EDT on: heavy non-ECT passes in the band, is paced below R */
-	    {1, cost + R + E - 1, H, 0, P},
-	    {1, cost + R + E - 1, H, 1, C},
-	    {1, cost + R, H, 0, P},
-	    {1, cost + R - 1, H, 0, Z},
-	    {1, cost + R - 1, H, 1, Z},
+	    /* EDT on (its own, smaller R and E): heavy non-ECT passes in the
+	     * band, is paced below R; ECT paced past the CE delay is marked */
+	    {1, cost + Re + Ee - 1, H, 0, P},
+	    {1, cost + Re + Ee - 1, H, 1, C},
+	    {1, cost + Re, H, 0, P},
+	    {1, cost + Re - 1, H, 0, Z},
+	    {1, cost + Re - 1, H, 1, Z}, /* 1 ns: under the CE delay */
 	    {1, 0, H, 0, Z},
-	    /* mice go below 0 with EDT, down to -D */
+	    {1, 0, H, 1, W},		 /* (R + cost) / rate = 5.12 ms > 5 ms */
+	    {1, cost + Re - D, H, 0, Z}, /* the heavy horizon exactly */
+	    {1, cost + Re - D - 1, H, 0, X},
+	    /* mice go below 0 unpaced with EDT, down to -D; then paced within
+	     * the mice horizon; dropped beyond */
 	    {1, 0, M, 0, P},
 	    {1, cost - D, M, 0, P},
-	    {1, cost - D - 1, M, 0, X},
+	    {1, cost - D - 1, M, 0, Z},
+	    {1, cost - D - Mi, M, 0, Z},
+	    {1, cost - D - Mi - 1, M, 0, X},
 	};
 
 	CHECK(c.ecn_band_bytes == c.burst_bytes / 4 && c.mice_reserve_bytes == c.burst_bytes / 4 &&
@@ -937,7 +983,8 @@ static void test_layers(void)
 		      "%lld want %lld",
 		      i, cases[i].edt, (long long)cases[i].level, cases[i].cls, cases[i].ect, v,
 		      cases[i].want, (long long)b.level, (long long)want_level);
-		CHECK((v == Z) == (delay != 0), "case %u: delay %llu with verdict %d", i, delay, v);
+		CHECK((v == Z || v == W) == (delay != 0), "case %u: delay %llu with verdict %d", i,
+		      delay, v);
 	}
 }
 
@@ -1494,6 +1541,7 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 	__u64 t_ele = t0, t_mouse = t0 + mice_gap / 2, mouse_n = 0, mouse_left = 0;
 	__u64 ele_passed = 0, mice_passed = 0, mice_dropped = 0, mice_delayed = 0;
 	__u64 mice_offered = 0, ele_dropped = 0, paced = 0, max_delay = 0, now = t0;
+	__u64 max_mouse_delay = 0;
 	s128 worst = -((s128)1 << 100); /* max over t of passed - (rate x t + burst + D) */
 	char b1[48];
 
@@ -1521,6 +1569,8 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 				mice_passed += len;
 			if (d.verdict == NATRA_VERDICT_PACE || d.cls != NATRA_CLASS_MOUSE)
 				mice_delayed += len;
+			if (d.delay_ns > max_mouse_delay)
+				max_mouse_delay = d.delay_ns;
 			if (mouse_left) {
 				t_mouse += 1200; /* 1500 B at 10 Gbit/s */
 			} else {
@@ -1536,7 +1586,10 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 				ele_passed += mtu;
 				if (d.verdict == NATRA_VERDICT_PACE) {
 					paced++;
-					max_delay = d.delay_ns > max_delay ? d.delay_ns : max_delay;
+					/* as heavy: the heavy horizon (taken for a
+					 * mouse at an epoch's start: the mice's) */
+					if (d.cls == NATRA_CLASS_HEAVY && d.delay_ns > max_delay)
+						max_delay = d.delay_ns;
 				}
 			}
 			t_ele += ele_gap;
@@ -1553,9 +1606,17 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 		double t = (double)(now - t0) / 1e9, cap = (double)rate * t;
 		double total = (double)(ele_passed + mice_passed);
 
-		CHECK(mice_dropped == 0 && mice_delayed == 0,
-		      "rate %llu %s jiffy %llu: mice dropped %llu B, delayed/heavy %llu B", rate,
-		      elephant_name[kind], jiffy, mice_dropped, mice_delayed);
+		/* Without EDT no mouse is dropped or delayed. With EDT (a queue,
+		 * its burst retuned to 20 ms of the rate) a mouse may be paced,
+		 * never dropped, and never by more than the mice horizon. */
+		if (kind == ELE_EDT)
+			CHECK(mice_dropped == 0 && max_mouse_delay <= c.mice_horizon_ns,
+			      "rate %llu EDT jiffy %llu: mice dropped %llu B, max delay %llu ns",
+			      rate, jiffy, mice_dropped, max_mouse_delay);
+		else
+			CHECK(mice_dropped == 0 && mice_delayed == 0,
+			      "rate %llu %s jiffy %llu: mice dropped %llu B, delayed/heavy %llu B",
+			      rate, elephant_name[kind], jiffy, mice_dropped, mice_delayed);
 		CHECK(worst <= 0,
 		      "rate %llu %s jiffy %llu: passed exceeded rate x (t + lag) + burst + debt "
 		      "by %s byte-ns",
@@ -1572,13 +1633,13 @@ static void simulate_aggregate(__u64 rate_bits, enum elephant_kind kind, double 
 			      "rate %llu EDT: %llu paced, max delay %llu", rate, paced, max_delay);
 		printf("  aggregate %-12llu B/s %-7s jiffy %2llu ms%s: mice %5llu (%.1f%% of cap, "
 		       "offered %.1f%%), "
-		       "dropped/delayed 0: %s; elephant %.1f%% of cap; total %.4f of cap (%.4f of "
-		       "cap+burst%s)%s\n",
+		       "dropped/delayed 0: %s (max delay %.1f ms); elephant %.1f%% of cap; total "
+		       "%.4f of cap (%.4f of cap+burst%s)%s\n",
 		       rate, elephant_name[kind], jiffy / 1000000, clock_lags ? " lagging" : "",
 		       mouse_n, 100.0 * (double)mice_passed / cap,
 		       100.0 * (double)mice_offered / cap,
 		       mice_dropped == 0 && mice_delayed == 0 ? "yes" : "NO",
-		       100.0 * (double)ele_passed / cap, total / cap,
+		       (double)max_mouse_delay / 1e6, 100.0 * (double)ele_passed / cap, total / cap,
 		       total / (cap + (double)c.burst_bytes + (double)c.edt_debt_bytes),
 		       kind == ELE_EDT ? "+debt" : "", kind == ELE_EDT ? "" : "");
 	}

@@ -24,6 +24,8 @@ pub struct Counters {
     pub dropped_bytes: u64,
     pub malformed_packets: u64,
     pub non_ip_packets: u64,
+    pub paced_mouse_packets: u64,
+    pub paced_mouse_bytes: u64,
 }
 
 impl From<natra_counters> for Counters {
@@ -43,6 +45,8 @@ impl From<natra_counters> for Counters {
             dropped_bytes: c.dropped_bytes,
             malformed_packets: c.malformed_packets,
             non_ip_packets: c.non_ip_packets,
+            paced_mouse_packets: c.paced_mouse_packets,
+            paced_mouse_bytes: c.paced_mouse_bytes,
         }
     }
 }
@@ -69,6 +73,8 @@ impl Sub for Counters {
             dropped_bytes: d(self.dropped_bytes, before.dropped_bytes),
             malformed_packets: d(self.malformed_packets, before.malformed_packets),
             non_ip_packets: d(self.non_ip_packets, before.non_ip_packets),
+            paced_mouse_packets: d(self.paced_mouse_packets, before.paced_mouse_packets),
+            paced_mouse_bytes: d(self.paced_mouse_bytes, before.paced_mouse_bytes),
         }
     }
 }

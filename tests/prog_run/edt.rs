@@ -7,7 +7,9 @@ use natra::dataplane::maps::write_config;
 use natra::dataplane::skeleton::types::__sk_buff;
 use natra::dataplane::skeleton::NatraSkel;
 use natra::dataplane::Direction;
-use natra::limits::{pod_limits, RequestedLimit, Tuning};
+use natra::limits::{
+    pod_limits, RequestedLimit, Tuning, DEFAULT_CE_DELAY_MS, DEFAULT_EDT_HORIZON_MS,
+};
 
 use crate::counters::{counted, counters};
 use crate::packets::*;
@@ -69,7 +71,7 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
     let limits = pod_limits(req, req, &Tuning::default()).unwrap();
     let p = limits.pod_egress.unwrap().with_edt();
     assert_eq!(p.rate_bytes_per_sec, 1_000_000);
-    assert_eq!(p.edt_horizon_ns, 250_000_000);
+    assert_eq!(p.edt_horizon_ns, DEFAULT_EDT_HORIZON_MS * 1_000_000);
     write_config(skel.maps.natra_cfg.as_fd(), dir, &p).expect("write config");
     make_heavy(&skel, dir, &p);
     let pkt = ipv4_flow(40000, 5201);
@@ -160,12 +162,118 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
     );
     assert_eq!(d.paced_packets, 3);
 
-    // pod ingress with the same config: never paced, ECN-then-drop
+    // pod ingress paces too when its config says EDT (fq on the host
+    // veth, host-side modes); without it, ECN-then-drop
     let ing = Direction::PodIngress;
-    write_config(skel.maps.natra_cfg.as_fd(), ing, &p).expect("write config");
-    make_heavy(&skel, ing, &p);
-    freeze_bucket(&skel, ing, reserve(&p));
+    let pi = limits.pod_ingress.unwrap();
+    write_config(skel.maps.natra_cfg.as_fd(), ing, &pi).expect("write config");
+    make_heavy(&skel, ing, &pi);
+    freeze_bucket(&skel, ing, reserve(&pi));
     let (ret, ts, _, _) = run_tstamp(&skel, ing, &pkt);
-    assert_eq!((ret, ts), (RET_DROP, 0), "pod ingress paced");
+    assert_eq!((ret, ts), (RET_DROP, 0), "pod ingress paced without EDT");
     assert_eq!(counters(&skel, ing).paced_packets, 0);
+    write_config(skel.maps.natra_cfg.as_fd(), ing, &p).expect("write config");
+    freeze_bucket(&skel, ing, reserve(&p));
+    let (ret, ts, t0, t1) = run_tstamp(&skel, ing, &pkt);
+    assert_eq!(ret, RET_PASS, "pod ingress with EDT");
+    assert!(ts >= t0 + per_packet_ns && ts <= t1 + per_packet_ns);
+    assert_eq!(counters(&skel, ing).paced_packets, 1);
+}
+
+/// Mice are paced, not dropped, where EDT serves the direction: below
+/// their floor (-D) a mouse is charged and stamped for when the bucket is
+/// back at -D + cost, within the mice horizon; dropped (uncharged) only
+/// beyond it. A paced heavy ECT packet is CE-marked too once its delay
+/// passes the CE delay (5 ms), not before. Counters: paced (mice in
+/// paced_mouse_*), CE-marked.
+#[test]
+#[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
+fn edt_paces_mice_within_their_horizon_and_marks_delayed_ect() {
+    let skel = loaded();
+    for dir in [Direction::PodEgress, Direction::PodIngress] {
+        let req = RequestedLimit {
+            rate_bits: 8_000_000,
+            burst_bits: 0,
+        };
+        let limits = pod_limits(req, req, &Tuning::default()).unwrap();
+        let p = dir.limit(&limits).unwrap().with_edt();
+        write_config(skel.maps.natra_cfg.as_fd(), dir, &p).expect("write config");
+        let pkt = ipv4_flow(40001, 7070);
+        let cost = byte_ns(pkt.len());
+        let per_packet_ns = pkt.len() as u64 * 1000; // 1 MB/s
+        let d_floor = -((p.edt_debt_bytes * NSEC_PER_SEC) as i64);
+        let mice_horizon_level = d_floor - (p.mice_horizon_ns * p.rate_bytes_per_sec) as i64;
+
+        // at the mice floor: unpaced
+        fill_cells(&skel, dir, &p, 0);
+        freeze_bucket(&skel, dir, d_floor + cost);
+        let (ret, ts, _, _) = run_tstamp(&skel, dir, &pkt);
+        assert_eq!((ret, ts), (RET_PASS, 0), "{dir:?}: a mouse at its floor");
+        // one packet below it: paced by one packet's time, charged
+        for n in 1..=3u64 {
+            fill_cells(&skel, dir, &p, 0);
+            let before = counters(&skel, dir);
+            let (ret, ts, t0, t1) = run_tstamp(&skel, dir, &pkt);
+            assert_eq!(ret, RET_PASS, "{dir:?}: paced mouse {n}");
+            let delay = n * per_packet_ns;
+            assert!(
+                ts >= t0 + delay && ts <= t1 + delay,
+                "{dir:?}: mouse {n}: tstamp {ts} not within now + {delay} ns ([{t0}, {t1}])"
+            );
+            let d = counters(&skel, dir) - before;
+            assert_eq!((d.paced_packets, d.paced_mouse_packets), (1, 1));
+            assert_eq!(d.passed_mouse_packets, 1);
+            assert_eq!(bucket(&skel, dir).0, d_floor - n as i64 * cost);
+        }
+        // the mice horizon exactly: paced; one byte-ns beyond: dropped, uncharged
+        fill_cells(&skel, dir, &p, 0);
+        freeze_bucket(&skel, dir, mice_horizon_level + cost);
+        let (ret, ts, t0, t1) = run_tstamp(&skel, dir, &pkt);
+        assert_eq!(ret, RET_PASS, "{dir:?}: a mouse at the mice horizon");
+        assert!(ts >= t0 + p.mice_horizon_ns && ts <= t1 + p.mice_horizon_ns);
+        fill_cells(&skel, dir, &p, 0);
+        let level = mice_horizon_level + cost - 1;
+        freeze_bucket(&skel, dir, level);
+        let ((ret, ts, _, _), d) = counted(&skel, dir, || run_tstamp(&skel, dir, &pkt));
+        assert_eq!((ret, ts), (RET_DROP, 0), "{dir:?}: beyond the mice horizon");
+        assert_eq!(d.dropped_packets, 1);
+        assert_eq!(bucket(&skel, dir).0, level, "a dropped mouse was charged");
+
+        // heavy ECT: paced 1 packet's time (under the CE delay): not marked;
+        // paced past the CE delay: marked CE, and still paced
+        make_heavy(&skel, dir, &p);
+        let ect = ipv4_tcp(ECN_ECT0);
+        let ect_cost = byte_ns(ect.len());
+        let ect_ns = ect.len() as u64 * 1000;
+        freeze_bucket(&skel, dir, reserve(&p));
+        let (r, d) = counted(&skel, dir, || run(&skel, dir, &ect));
+        assert_eq!(r.retval, RET_PASS);
+        assert_eq!(
+            ipv4_tos(&r.data) & 3,
+            ECN_ECT0,
+            "{dir:?}: marked under the CE delay"
+        );
+        assert_eq!((d.paced_packets, d.ce_marked_packets), (1, 0));
+        let ce_delay = DEFAULT_CE_DELAY_MS * 1_000_000;
+        assert_eq!(p.ce_delay_ns, ce_delay);
+        // the delay is (R + cost - level) / rate: past the CE delay by a packet
+        let level = reserve(&p) + ect_cost - ((ce_delay + ect_ns) * p.rate_bytes_per_sec) as i64;
+        freeze_bucket(&skel, dir, level);
+        let (r, d) = counted(&skel, dir, || run(&skel, dir, &ect));
+        assert_eq!(r.retval, RET_PASS);
+        assert_eq!(
+            ipv4_tos(&r.data) & 3,
+            ECN_CE,
+            "{dir:?}: not marked past the CE delay"
+        );
+        assert_eq!((d.paced_packets, d.ce_marked_packets), (1, 1));
+        assert_eq!(bucket(&skel, dir).0, level - ect_cost);
+        // a non-ECT heavy packet as delayed: paced, unmarked
+        freeze_bucket(&skel, dir, level);
+        let plain = ipv4_tcp(ECN_NOT_ECT);
+        let (r, d) = counted(&skel, dir, || run(&skel, dir, &plain));
+        assert_eq!(r.retval, RET_PASS);
+        assert_eq!(ipv4_tos(&r.data) & 3, ECN_NOT_ECT);
+        assert_eq!((d.paced_packets, d.ce_marked_packets), (1, 0));
+    }
 }
