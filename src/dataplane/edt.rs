@@ -39,34 +39,63 @@ pub fn probe(target: &Target, opts: &Options, limits: &PodLimits) -> Result<Fq> 
         ModeChoice::Auto => (true, true),
     };
     let mut fq = NO_FQ;
-    // pod ingress: fq on the host veth, in the host netns
-    if let (true, Some(p)) = (host_side, limits.pod_ingress) {
-        let sizing = sizing_for(&p);
-        match qdisc::install_fq_root_sized(target.host_ifindex, Some(sizing)) {
-            Ok(outcome) => {
-                fq.host_available = true;
-                fq.host_owned = outcome == RootOutcome::Installed;
-                log::info!(
-                    "EDT on for pod ingress: fq is the root qdisc of the host veth ({}, {sizing:?})",
-                    if fq.host_owned { "natra's" } else { "already there" }
-                );
+    let mut pod_failure = None;
+    if pod_side {
+        pod_failure = probe_pod(target, opts, limits, &mut fq)?;
+    }
+    // pod ingress: fq on the host veth, in the host netns. With `auto` only
+    // when the Pod side cannot pace (its stage is tried first and would
+    // remove this fq again: two qdisc changes per ADD for nothing).
+    if host_side && !fq.available {
+        if let Some(p) = limits.pod_ingress {
+            let sizing = sizing_for(&p);
+            match qdisc::install_fq_root_sized(target.host_ifindex, Some(sizing)) {
+                Ok(outcome) => {
+                    fq.host_available = true;
+                    fq.host_owned = outcome == RootOutcome::Installed;
+                    log::info!(
+                        "EDT on for pod ingress: fq is the root qdisc of the host veth ({}, {sizing:?})",
+                        if fq.host_owned { "natra's" } else { "already there" }
+                    );
+                }
+                Err(e) => {
+                    log::info!("EDT off for pod ingress: fq unavailable on the host veth: {e}")
+                }
             }
-            Err(e) => log::info!("EDT off for pod ingress: fq unavailable on the host veth: {e}"),
         }
     }
-    if !pod_side {
-        if opts.edt == EdtPacing::On && !fq.host_available {
+    if opts.edt == EdtPacing::On && !fq.available && !fq.host_available {
+        if let Some(e) = pod_failure {
             return Err(Error::new(
-                ErrorKind::InvalidConfig,
+                ErrorKind::Dataplane,
                 format!(
-                    "edtPacing on: attachMode {} attaches on the host side, where only pod \
-                     ingress can be paced, and fq cannot be had on the host veth",
-                    opts.mode
+                    "edtPacing on: fq cannot be installed on the Pod's {ifname}: {}",
+                    e.msg
                 ),
-            ));
+            )
+            .with_details(e.details));
         }
-        return Ok(fq);
+        return Err(Error::new(
+            ErrorKind::InvalidConfig,
+            format!(
+                "edtPacing on: fq cannot be had on the Pod's {ifname} (pod egress, Pod-side \
+                 modes) nor on the host veth (pod ingress, host-side modes) for attachMode {}",
+                opts.mode
+            ),
+        ));
     }
+    Ok(fq)
+}
+
+/// fq on the Pod's interface (pod egress's queue). Returns why it could not
+/// be had, when `edtPacing` leaves that to the caller.
+fn probe_pod(
+    target: &Target,
+    opts: &Options,
+    limits: &PodLimits,
+    fq: &mut Fq,
+) -> Result<Option<Error>> {
+    let ifname = &target.pod_ifname;
     let ifindex = target.pod_ifindex;
     let sizing = limits.pod_egress.map(|p| sizing_for(&p));
     match netns::run_in_netns(&target.netns, move || {
@@ -77,26 +106,27 @@ pub fn probe(target: &Target, opts: &Options, limits: &PodLimits) -> Result<Fq> 
             log::info!("EDT on: fq is the root qdisc of the Pod's {ifname} (installed by natra)");
             fq.available = true;
             fq.owned = true;
-            Ok(fq)
         }
         Ok(RootOutcome::AlreadyPresent) => {
             log::info!("EDT on: the Pod's {ifname} already has fq as its root qdisc");
             fq.available = true;
-            Ok(fq)
         }
-        Err(e) if opts.edt == EdtPacing::On && !fq.host_available => Err(Error::new(
-            ErrorKind::Dataplane,
-            format!(
-                "edtPacing on: fq cannot be installed on the Pod's {ifname}: {}",
-                e.msg
-            ),
-        )
-        .with_details(e.details)),
+        Err(e) if opts.edt == EdtPacing::On && opts.mode != ModeChoice::Auto => {
+            return Err(Error::new(
+                ErrorKind::Dataplane,
+                format!(
+                    "edtPacing on: fq cannot be installed on the Pod's {ifname}: {}",
+                    e.msg
+                ),
+            )
+            .with_details(e.details))
+        }
         Err(e) => {
-            log::info!("EDT off for pod egress: fq unavailable: {e}");
-            Ok(fq)
+            log::info!("EDT off: fq unavailable: {e}");
+            return Ok(Some(e));
         }
     }
+    Ok(None)
 }
 
 /// The fq for a direction paced with `p` (EDT's debts: `with_edt`).
