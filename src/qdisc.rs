@@ -88,6 +88,13 @@ pub struct FqSizing {
     pub orphan_mask: u32,
     /// `horizon` in µs: stamps further ahead are dropped by fq.
     pub horizon_us: u32,
+    /// `pacing` (TCA_FQ_RATE_ENABLE). Off in natra's fq: natra paces, with
+    /// `skb->tstamp`, which fq honours either way; with it on, fq would also
+    /// switch every local TCP socket to its own pacing (SK_PACING_FQ) at the
+    /// socket's pacing rate, and a mouse whose handshake waited in the queue
+    /// (a long srtt, a low pacing rate) would spread its first window over
+    /// a hundred ms on top of natra's stamps.
+    pub pacing: bool,
 }
 
 /// fq's defaults, the floor of natra's sizing.
@@ -116,6 +123,7 @@ impl FqSizing {
             flow_limit: flow as u32,
             orphan_mask: FQ_ORPHAN_MASK,
             horizon_us: horizon.min(u64::from(u32::MAX)) as u32,
+            pacing: false,
         }
     }
 
@@ -124,9 +132,11 @@ impl FqSizing {
         const TCA_FQ_PLIMIT: u16 = 1;
         const TCA_FQ_FLOW_PLIMIT: u16 = 2;
         const TCA_FQ_ORPHAN_MASK: u16 = 10;
+        const TCA_FQ_RATE_ENABLE: u16 = 5;
         const TCA_FQ_HORIZON: u16 = 14;
         let mut out = Vec::new();
         for (kind, value) in [
+            (TCA_FQ_RATE_ENABLE, u32::from(self.pacing)),
             (TCA_FQ_PLIMIT, self.limit),
             (TCA_FQ_FLOW_PLIMIT, self.flow_limit),
             (TCA_FQ_ORPHAN_MASK, self.orphan_mask),
@@ -525,7 +535,11 @@ mod sizing_tests {
         let big = FqSizing::for_queue(u64::MAX / 2, 20_000_000_000);
         assert_eq!(big.flow_limit as u64, FQ_MAX_LIMIT);
         assert_eq!(big.horizon_us, 21_000_000);
-        // four u32 attributes, 8 bytes each
-        assert_eq!(s.options().len(), 32);
+        // natra paces; fq must not pace local TCP on top
+        assert!(!s.pacing);
+        // five u32 attributes, 8 bytes each; rate_enable first, 0
+        let o = s.options();
+        assert_eq!(o.len(), 40);
+        assert_eq!(&o[..8], [8, 0, 5, 0, 0, 0, 0, 0]);
     }
 }

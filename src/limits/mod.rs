@@ -72,7 +72,12 @@ pub const DEFAULT_EDT_HORIZON_MS: u64 = 20;
 /// dropping it. Shorter than TCP's 200 ms minimum RTO (a paced mouse never
 /// times out for its pacing), long enough to hold a few dozen short replies
 /// at once where policing dropped them into 200 ms+ retransmission timers.
-pub const DEFAULT_MICE_HORIZON_MS: u64 = 150;
+pub const DEFAULT_MICE_HORIZON_MS: u64 = 180;
+/// EDT: the mice reserve is half the (small) burst. Mice pass unpaced down
+/// to -D, i.e. R below the lowest level paced heavy packets reach (R - D):
+/// R is the mice's headroom beside a full heavy queue, and costs nothing
+/// on the wire bound (what leaves unpaced is B + D whatever R is).
+pub const EDT_MICE_RESERVE_DIVISOR: u64 = 2;
 /// EDT: a paced heavy ECT packet delayed more than this is CE-marked too,
 /// so an ECN elephant backs off before it fills the heavy horizon.
 pub const DEFAULT_CE_DELAY_MS: u64 = 5;
@@ -148,8 +153,8 @@ impl BucketParams {
     /// mice below their floor up to the mice horizon, which lets the bucket
     /// go into a debt of (horizon + mice horizon) x rate (so the refill runs
     /// from there). Retuned for a queue: the burst shrinks to
-    /// EDT_BURST_WINDOW_MS of the rate (the mice reserve and ECN band, its
-    /// quarters, with it). A direction without a horizon is returned
+    /// EDT_BURST_WINDOW_MS of the rate, the mice reserve to half of it, the
+    /// ECN band to a quarter. A direction without a horizon is returned
     /// unchanged. Idempotent.
     pub fn with_edt(self) -> BucketParams {
         if self.edt_horizon_ns == 0 || self.edt {
@@ -164,7 +169,7 @@ impl BucketParams {
             edt: true,
             burst_bytes: burst,
             ecn_band_bytes: burst / ECN_BAND_DIVISOR,
-            mice_reserve_bytes: burst / MICE_RESERVE_DIVISOR,
+            mice_reserve_bytes: burst / EDT_MICE_RESERVE_DIVISOR,
             edt_debt_bytes: debt,
             mice_debt_bytes: mice_debt,
             ce_delay_ns: DEFAULT_CE_DELAY_MS * NSEC_PER_MSEC,

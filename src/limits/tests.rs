@@ -182,14 +182,14 @@ fn edt_either_way_retunes_for_a_queue() {
         assert_eq!(e.mice_horizon_ns, DEFAULT_MICE_HORIZON_MS * 1_000_000);
         assert!(e.mice_horizon_ns < 200_000_000, "below TCP's minimum RTO");
         assert_eq!(e.ce_delay_ns, DEFAULT_CE_DELAY_MS * 1_000_000);
-        // 2.5 MB/s: burst 20 ms = 50 kB, heavy debt 20 ms = 50 kB, mice 150 ms = 375 kB
+        // 2.5 MB/s: burst 20 ms = 50 kB, heavy debt 20 ms = 50 kB, mice 180 ms = 450 kB
         assert_eq!(e.burst_bytes, 50_000);
-        assert_eq!((e.mice_reserve_bytes, e.ecn_band_bytes), (12_500, 12_500));
+        assert_eq!((e.mice_reserve_bytes, e.ecn_band_bytes), (25_000, 12_500));
         assert_eq!(e.edt_debt_bytes, 50_000);
-        assert_eq!(e.mice_debt_bytes, 375_000);
-        // the refill runs from -(D + M) to full: 475 kB / 2.5 MB/s
-        assert_eq!(e.refill_full_ns, 190_000_000);
-        assert_eq!(e.edt_queue_bytes(), 475_000);
+        assert_eq!(e.mice_debt_bytes, 450_000);
+        // the refill runs from -(D + M) to full: 550 kB / 2.5 MB/s
+        assert_eq!(e.refill_full_ns, 220_000_000);
+        assert_eq!(e.edt_queue_bytes(), 550_000);
     }
     // a slow Pod keeps the floor of a dozen frames
     let slow = pod_limits(req(1_000_000), req(0), &t).unwrap();

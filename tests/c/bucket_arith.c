@@ -106,7 +106,8 @@ static __u64 rng(void)
     !defined(MAX_SKETCH_WIDTH) || !defined(SKETCH_BUDGET_BYTES) ||                                 \
     !defined(DEFAULT_EDT_HORIZON_MS) || !defined(MAX_EDT_DEBT_BYTES) ||                            \
     !defined(DEFAULT_MICE_HORIZON_MS) || !defined(DEFAULT_CE_DELAY_MS) ||                          \
-    !defined(EDT_BURST_WINDOW_MS) || !defined(EDT_BURST_FLOOR_BYTES)
+    !defined(EDT_BURST_WINDOW_MS) || !defined(EDT_BURST_FLOOR_BYTES) ||                            \
+    !defined(EDT_MICE_RESERVE_DIVISOR)
 #error                                                                                             \
     "build this harness through tests/bucket_arith.rs: it passes src/limits.rs's constants with -D"
 #endif
@@ -249,6 +250,7 @@ static struct natra_config config_edt(__u64 rate_bits, __u64 burst_bits)
 	if (eb < burst)
 		burst = (__u64)eb;
 	c = config_raw(rate, burst, DEFAULT_EDT_HORIZON_MS);
+	c.mice_reserve_bytes = burst / EDT_MICE_RESERVE_DIVISOR;
 	if (mice > MAX_EDT_DEBT_BYTES - c.edt_debt_bytes)
 		mice = MAX_EDT_DEBT_BYTES - c.edt_debt_bytes;
 	c.mice_debt_bytes = (__u64)mice;
@@ -450,8 +452,8 @@ static void test_params_mirror_limits_rs(void)
 	CHECK(MAX_HEAVY_THRESHOLD_BYTES < NATRA_SKETCH_BYTES_MASK, "threshold cap");
 	/* EDT: debt = horizon x rate, refill from -debt */
 	c = config_edt(20000000, 0);
-	CHECK(c.burst_bytes == 50000 && c.edt_debt_bytes == 50000 && c.mice_debt_bytes == 375000 &&
-		  c.refill_full_ns == 190000000ULL,
+	CHECK(c.burst_bytes == 50000 && c.edt_debt_bytes == 50000 && c.mice_debt_bytes == 450000 &&
+		  c.mice_reserve_bytes == 25000 && c.refill_full_ns == 220000000ULL,
 	      "EDT at 20 Mbit/s: burst %llu debt %llu mice %llu refill %llu", c.burst_bytes,
 	      c.edt_debt_bytes, c.mice_debt_bytes, c.refill_full_ns);
 }
