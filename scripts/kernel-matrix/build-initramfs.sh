@@ -16,7 +16,8 @@ MDIR=$KDIR/root/lib/modules/$KVER
 BPFTOOL=$KDIR/../bpftool/usr/sbin/bpftool
 # veth: ptp's Pods; sch_fq: EDT; sch_ingress: clsact (and tcx's core on
 # 6.6+); cls_bpf: natra's clsact filters.
-MODS="veth sch_fq sch_ingress cls_bpf"
+# sch_tbf ifb act_mirred cls_u32: the upstream bandwidth plugin beside natra.
+MODS="veth sch_fq sch_ingress cls_bpf sch_tbf ifb act_mirred cls_u32"
 
 R=$(mktemp -d "${TMPDIR:-/tmp}/natra-initramfs.XXXXXX")
 trap 'rm -rf "$R"' EXIT
@@ -34,7 +35,10 @@ copy_with_libs() { # SRC DST
 copy_with_libs "$BIN/natra" /opt/cni/bin/natra
 copy_with_libs /usr/lib/cni/ptp /opt/cni/bin/ptp
 copy_with_libs /usr/lib/cni/host-local /opt/cni/bin/host-local
-for b in "$BIN/cnitool" "$BIN/miceprobe" /usr/sbin/ip /usr/sbin/tc /usr/bin/iperf3 /usr/bin/jq "$BPFTOOL"; do
+# upstream's plugin (Debian's containernetworking-plugins), beside natra
+copy_with_libs /usr/lib/cni/bandwidth /opt/cni/bin/bandwidth
+for b in "$BIN/cnitool" "$BIN/miceprobe" /usr/sbin/ip /usr/sbin/tc /usr/bin/iperf3 /usr/bin/jq "$BPFTOOL" \
+  "$(command -v nstat)"; do
   copy_with_libs "$b" "/usr/sbin/$(basename "$b")"
 done
 ln -s /opt/cni/bin/natra "$R/usr/sbin/natra"   # natra inspect/stats in the guest

@@ -20,7 +20,7 @@ timeout --foreground -k 5 "${TIMEOUT:-900}" qemu-system-x86_64 \
   -smp "${SMP:-2}" -m "${MEM:-2G}" -display none -serial stdio -nic none \
   -kernel "$KDIR/vmlinux" -initrd "$INITRD" \
   -append "console=ttyS0 panic=-1 loglevel=4" -no-reboot </dev/null 2>&1 |
-  tr -d '\r' | if [ "${VERBOSE:-0}" = 1 ]; then tee "$LOG"; else cat >"$LOG"; fi || rc=$?
+  stdbuf -oL tr -d '\r' | if [ "${VERBOSE:-0}" = 1 ]; then tee "$LOG"; else cat >"$LOG"; fi || rc=$?
 guest=$(sed -n 's/^NATRA-GUEST-EXIT=\([0-9]*\)$/\1/p' "$LOG" | tail -1)
 if [ -z "$guest" ]; then
   echo "run-vm: no NATRA-GUEST-EXIT line from the guest (qemu/timeout status $rc); see $LOG" >&2

@@ -26,6 +26,7 @@ tests/cnitool/build.sh "$OUT/bin/cnitool"
 GO111MODULE=off GOFLAGS= CGO_ENABLED=0 go build -o "$OUT/bin/miceprobe" tests/miceprobe/main.go
 
 : >"$OUT/results.txt"
+: >"$OUT/queue-rows.txt"
 status=0
 for k in "${ks[@]}"; do
   kdir=$REPO/.cache/kernels/$k
@@ -35,6 +36,7 @@ for k in "${ks[@]}"; do
   rc=0
   "$HERE/run-vm.sh" "$kdir" "$OUT/$k/initramfs.cpio.gz" "$OUT/$k/serial.log" || rc=$?
   grep '^NATRA-CHECK ' "$OUT/$k/serial.log" >>"$OUT/results.txt" || true
+  grep '^NATRA-ROW ' "$OUT/$k/serial.log" >>"$OUT/queue-rows.txt" || true
   n=$(grep -c "^NATRA-CHECK kernel=$k " "$OUT/results.txt" || true)
   echo "kernel-matrix: $k ($(cat "$kdir/kver")): guest exit $rc, $n checks, $((SECONDS - t0)) s"
   if [ "$rc" != 0 ] || [ "$n" = 0 ]; then
@@ -69,6 +71,21 @@ awk '{ k = $2; sub("kernel=", "", k); n = $3; sub("name=", "", n)
            v[k, "egress_edt_drops", "edt"] "/" v[k, "egress_edt_drops", "off"],
            v[k, "mice_p99_edt", "unloaded"] "/" v[k, "mice_p99_edt", "loaded"],
            r(v[k, "ingress_rate", "wire"]), pass[k], fail[k] } }' "$OUT/results.txt"
+# Queues both ways (guest/test.sh, section 5): natra beside upstream, per
+# kernel and direction. mm: many mice (closed-loop clients, p99/p99.9 ms,
+# TCP retransmissions/timeouts of the replies' sender, drops by natra and
+# by the qdiscs, max 1 s over the cap); em/eu: light mice's p99 ms under an
+# elephant / unloaded; wire: the elephant run's steady rate over the cap.
+if [ -s "$OUT/queue-rows.txt" ]; then
+  echo
+  awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+         if (!h++) printf "%-6s %-8s %-7s %-9s %-9s %-7s %-9s %-11s %-7s %-9s %-9s %-6s %s\n", "kernel", "limiter",
+           "dir", "mm p99", "mm p99.9", "mm n", "rtx/tmo", "drops n/q", "mm max", "em p99", "eu p99", "wire", "em max"
+         printf "%-6s %-8s %-7s %-9s %-9s %-7s %-9s %-11s %-7s %-9s %-9s %-6s %s\n", v["kernel"], v["lim"], v["dir"],
+           v["mm_p99"], v["mm_p999"], v["mm_n"], v["mm_retrans"] "/" v["mm_timeouts"],
+           v["mm_natra_drops"] "/" v["mm_qdisc_drops"], v["mm_max1s"], v["em_p99"], v["eu_p99"], v["em_wire"], v["em_max1s"] }' \
+    "$OUT/queue-rows.txt"
+fi
 if grep -q 'result=fail' "$OUT/results.txt"; then status=1; fi
 echo "kernel-matrix: $( [ $status = 0 ] && echo PASSED || echo FAILED ) ($(grep -c result=pass "$OUT/results.txt" || true) passed, $(grep -c result=fail "$OUT/results.txt" || true) failed; $OUT/results.txt)"
 exit $status

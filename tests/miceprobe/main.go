@@ -9,6 +9,11 @@
 //
 //	miceprobe serve ADDR:PORT                          (until killed)
 //	miceprobe run ADDR:PORT[,ADDR:PORT...] COUNT INTERVAL_MS
+//	miceprobe clients ADDR:PORT CLIENTS SECONDS
+//
+// clients runs CLIENTS closed-loop clients, each fetching mice back to back
+// for SECONDS (the many-mice overload of the kernel matrix), and prints
+// "mice addr=A n=N errors=E p50_ms=X p99_ms=Y p999_ms=Z max_ms=W".
 //
 // run sends COUNT mice to each address, one every INTERVAL_MS per address;
 // with several addresses their mice alternate on one schedule (A B A B ...),
@@ -123,6 +128,52 @@ func run(addrs []string, n int, interval time.Duration) error {
 	return nil
 }
 
+// clients: n closed-loop clients for d; a failed mouse counts as an error.
+func clients(addr string, n int, d time.Duration) error {
+	type res struct {
+		ts   []float64
+		errs int
+	}
+	out := make(chan res, n)
+	end := time.Now().Add(d)
+	for i := 0; i < n; i++ {
+		go func() {
+			var r res
+			for time.Now().Before(end) {
+				t, err := mouse(addr)
+				if err != nil {
+					r.errs++
+					continue
+				}
+				r.ts = append(r.ts, float64(t.Microseconds())/1000)
+			}
+			out <- r
+		}()
+	}
+	var ts []float64
+	errs := 0
+	for i := 0; i < n; i++ {
+		r := <-out
+		ts = append(ts, r.ts...)
+		errs += r.errs
+	}
+	if len(ts) == 0 {
+		fmt.Printf("mice addr=%s n=0 errors=%d\n", addr, errs)
+		return fmt.Errorf("no mouse completed")
+	}
+	sort.Float64s(ts)
+	pct := func(p float64) float64 {
+		i := int(float64(len(ts))*p+0.999999) - 1
+		if i < 0 {
+			i = 0
+		}
+		return ts[i]
+	}
+	fmt.Printf("mice addr=%s n=%d errors=%d p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f max_ms=%.2f\n",
+		addr, len(ts), errs, pct(0.50), pct(0.99), pct(0.999), ts[len(ts)-1])
+	return nil
+}
+
 func main() {
 	var err error
 	switch {
@@ -136,6 +187,14 @@ func main() {
 			break
 		}
 		err = run(strings.Split(os.Args[2], ","), n, time.Duration(ms)*time.Millisecond)
+	case len(os.Args) == 5 && os.Args[1] == "clients":
+		n, e1 := strconv.Atoi(os.Args[3])
+		secs, e2 := strconv.Atoi(os.Args[4])
+		if e1 != nil || e2 != nil || n < 1 || secs < 1 {
+			err = fmt.Errorf("bad CLIENTS or SECONDS")
+			break
+		}
+		err = clients(os.Args[2], n, time.Duration(secs)*time.Second)
 	default:
 		err = fmt.Errorf("usage: miceprobe serve ADDR:PORT | miceprobe run ADDR:PORT[,ADDR:PORT...] COUNT INTERVAL_MS")
 	}

@@ -144,9 +144,11 @@ impl Doc<'_> {
               - **veth only**: both Pods are on one host; no NIC, no NIC offloads (TSO/GRO on hardware, \
                 multiqueue), no wire latency. Pod-to-Pod RTT is tens of microseconds, so queueing delay \
                 dominates every mouse figure.\n\
-              - **No `fq` on this kernel's veth path**, so natra's EDT pacing (skb->tstamp, honoured only by \
-                fq/fq_codel-style qdiscs or a NIC with time-based scheduling) is not exercised: pod egress over \
-                the rate is policed or marked here, not paced.\n\
+              - **No `sch_fq` on this kernel**, so every natra figure here is natra policing, both ways: what a \
+                kernel without `sch_fq` gets. With `sch_fq` natra queues instead (EDT both ways, mice paced within \
+                180 ms, a 20 ms burst); the kernel matrix (`make test-kernels`, Debian 6.1 and 6.12 under qemu) \
+                measures that beside upstream, many mice and an elephant plus mice in each direction \
+                (docs/development.md, \"Kernel matrix\"; docs/dataplane.md, \"What each kernel gets\").\n\
               - **2 cores**, shared with the iperf3 and mice processes themselves: at 1 Gbit/s and without a \
                 limit the senders, not the limiters, can be the bottleneck, and softirq time includes veth \
                 forwarding, which every setup pays.\n\

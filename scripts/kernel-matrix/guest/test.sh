@@ -317,10 +317,10 @@ if add noedt ',"edtPacing":"off"'; then
   check egress_noedt_rate 'wire >= 0.5 * cap && wire <= 1.10 * cap' wire="$o_wire" cap=$CAP goodput="$2" drops="$drops"
   check retrans_edt_lt_noedt 'edt >= 0 && edt < off' edt="${e_rt:--1}" off="$o_rt"
   # Policing drops about a hundred (GSO) packets of this run; paced by EDT
-  # the steady flow drops none. Slow start may still outrun the 250 ms
-  # horizon for a moment (a drop there is the horizon doing its job: 5 seen
-  # once on 6.12 under TCG), so: at most a quarter of policing's drops.
-  check egress_edt_drops 'edt >= 0 && off > 0 && 4 * edt <= off' edt="${e_drops:--1}" off="$drops"
+  # fewer: slow start still outruns the 20 ms heavy horizon for a moment
+  # (10-37 seen on 6.12 under TCG; it was 0-5 with the old 250 ms horizon,
+  # shortened so that a second stays within ~1.04x the cap: docs/dataplane.md).
+  check egress_edt_drops 'edt >= 0 && off > 0 && edt < off' edt="${e_drops:--1}" off="$drops"
   del_clean noedt noedt
 else
   check edt_off 0 add=failed
@@ -368,6 +368,194 @@ fq=0
 fq_on_pod && fq=1
 check kill_fq_window 'rc == 1 && fq == 1' rc=$rc fq=$fq
 del_clean killfq kill_fq
+
+# === 5. Queues both ways (issue 16): natra beside the upstream bandwidth
+# plugin (TBF; 500 ms burst: with containerd's 512 MiB it would not limit
+# at all in a run this short), same guest, same run, both directions at
+# CAP. natra paces pod egress in the Pod-side modes ("qe", attachMode auto:
+# fq on eth0) and pod ingress in the host-side ones ("qi": fq on the host
+# veth). Per Pod and direction: many mice (MM_CLIENTS closed-loop clients
+# fetching 16 KB back to back: mice alone far over the cap) and an elephant
+# plus light mice (their p99 under the elephant vs the same mice
+# unloaded). The wire is the tx_bytes of the host veth delivering into the
+# receiver (after every qdisc), scaled to frames (1514/1448), sampled every
+# 0.5 s: the max over 1 s windows and the elephant's steady rate, over CAP.
+MM_CLIENTS=${MM_CLIENTS:-40} MM_SECS=${MM_SECS:-5} MM_MARGIN=${MM_MARGIN:-1.2}
+UPBW="{\"ingressRate\":$CAP,\"ingressBurst\":$((CAP / 2)),\"egressRate\":$CAP,\"egressBurst\":$((CAP / 2))}"
+cat >/tmp/up.conflist <<EOF
+{"cniVersion":"1.0.0","name":"kmatrix","plugins":[
+ {"type":"ptp","ipMasq":false,"ipam":{"type":"host-local","subnet":"10.77.0.0/24","dataDir":"/tmp/ipam"}},
+ {"type":"bandwidth","capabilities":{"bandwidth":true}}]}
+EOF
+peer_of() { # NS: the host veth whose peer is NS's eth0
+  _p=$(ip -n "$1" -j link show eth0 | jq '.[0].link_index')
+  ip -j link show | jq -r --argjson i "$_p" '.[] | select(.ifindex == $i) | .ifname'
+}
+qpod() { # NS ID CONF BW: ADD, prints "IP HOST_VETH"
+  ip netns add "$1"
+  if ! cni add "$1" "$2" "$3" "$4" >"/tmp/q-$2.json" 2>"/tmp/q-$2.err"; then
+    note "ADD $2: $(cat "/tmp/q-$2.json") $(tail -2 "/tmp/q-$2.err")" >&2
+    return 1
+  fi
+  echo "$(jq -r '.ips[0].address | split("/")[0]' "/tmp/q-$2.json") $(peer_of "$1")"
+}
+sampler() { # DEV OUT: uptime and tx_bytes every 0.5 s until killed, read
+  # with builtins (no fork between the two: the pair is exact under TCG)
+  while :; do
+    read -r _u _ </proc/uptime
+    read -r _b <"/sys/class/net/$1/statistics/tx_bytes"
+    echo "$_u $_b"
+    sleep 0.5
+  done >"$2"
+}
+wire() { # SAMPLES FROM TO: "MAX1S MEAN" over CAP between uptimes FROM and TO
+  awk -v from="$2" -v to="$3" -v cap="$CAP" 'BEGIN { n = 0 } $1 >= from && $1 <= to { t[n] = $1; b[n] = $2; n++ }
+    END { k = 8 * 1514 / 1448 / cap; m = 0
+      for (i = 0; i < n; i++) for (j = i + 1; j < n; j++)
+        if (t[j] - t[i] >= 0.999) { r = (b[j] - b[i]) / (t[j] - t[i]); if (r > m) m = r; break }
+      s = n > 1 ? (b[n - 1] - b[0]) / (t[n - 1] - t[0]) : 0
+      printf "%.3f %.3f\n", m * k, s * k }' "$1"
+}
+tcpstat() { # NS: "RETRANS TIMEOUTS" since the last call in NS
+  NSTAT_HISTORY=/tmp/nstat-$1 ip netns exec "$1" nstat -z TcpRetransSegs TcpExtTCPTimeouts 2>/dev/null |
+    awk '$1 == "TcpRetransSegs" { r = $2 } $1 == "TcpExtTCPTimeouts" { o = $2 } END { print r + 0, o + 0 }'
+}
+qdrops() { # NS: packets dropped by every qdisc of the host and of NS
+  { tc -s qdisc show; ip netns exec "$1" tc -s qdisc show; } |
+    sed -n 's/.*(dropped \([0-9]*\),.*/\1/p' | awk '{ s += $1 } END { print s + 0 }'
+}
+ndrops() { # ID DIRECTION: natra's dropped packets (0 for upstream)
+  natra inspect --json | jq -r --arg id "$1" --arg d "$2" \
+    '[.[] | select(.containerId == $id) | .directions[$d].counters.dropped_packets // 0] | add // 0'
+}
+pctl() { sed -n "s/.* $1_ms=\([0-9.]*\).*/\1/p" "$2"; }
+# qscen LIM ID NS IP HV DIR: both scenarios for one Pod and direction;
+# prints one NATRA-ROW line.
+qscen() {
+  _lim=$1 _id=$2 _ns=$3 _ip=$4 _hv=$5 _dir=$6
+  if [ "$_dir" = egress ]; then # replies out of the Pod: served in it
+    _snd=$_ns _rdev=$SRV_HV _sns=$_ns _saddr=$_ip _cns=srv _r=
+  else # replies into the Pod: served in srv, fetched from the Pod
+    _snd=srv _rdev=$_hv _sns=srv _saddr=$SRV_IP _cns=$_ns _r=-R
+  fi
+  _nd=pod_$_dir
+  # /usr/sbin/ip itself (not the ip() function's subshell), so that $! is
+  # what `kill` must reach
+  /usr/sbin/ip netns exec "$_sns" miceprobe serve "$_saddr:7071" >/dev/null 2>&1 &
+  _srvp=$!
+  sleep 0.3
+  # many mice
+  tcpstat "$_snd" >/dev/null
+  _n0=$(ndrops "$_id" "$_nd") _q0=$(qdrops "$_ns")
+  sampler "$_rdev" "/tmp/s-$_id-$_dir" >/dev/null 2>&1 &
+  _smp=$!
+  _t0=$(now)
+  timeout $((MM_SECS + 30)) /usr/sbin/ip netns exec "$_cns" miceprobe clients "$_saddr:7071" "$MM_CLIENTS" "$MM_SECS" \
+    >"/tmp/mm-$_id-$_dir" 2>/dev/null || true
+  _t1=$(now)
+  sleep 0.6
+  kill $_smp
+  set -- $(tcpstat "$_snd")
+  _mrt=$1 _mto=$2
+  _nd1=$(($(ndrops "$_id" "$_nd") - _n0)) _qd1=$(($(qdrops "$_ns") - _q0))
+  set -- $(wire "/tmp/s-$_id-$_dir" "$_t0" "$_t1")
+  _mmax=$1
+  note "$_lim $_dir many mice: $(cat "/tmp/mm-$_id-$_dir"); retrans $_mrt timeouts $_mto natra drops $_nd1 qdisc drops $_qd1 max1s $_mmax" >&2
+  # an elephant plus light mice, then the same mice unloaded; measured
+  # once more if the loaded p99 misses 1.5x the unloaded one (TCG stalls
+  # land on one run's mice only: see the mice check above)
+  for _try in 1 2; do
+    iperf_server $((5300 + _try)) >&2
+    timeout 30 /usr/sbin/ip netns exec "$_ns" iperf3 -J -c "$SRV_IP" -p $((5300 + _try)) -O 2 -t 7 $_r \
+      >"/tmp/el-$_id-$_dir.json" 2>/dev/null &
+    _el=$!
+    sampler "$_rdev" "/tmp/e-$_id-$_dir" >/dev/null 2>&1 &
+    _smp=$!
+    sleep 2
+    _e0=$(now)
+    tcpstat "$_snd" >/dev/null
+    timeout 40 /usr/sbin/ip netns exec "$_cns" miceprobe run "$_saddr:7071" 100 30 >"/tmp/em-$_id-$_dir" 2>/dev/null || true
+    set -- $(tcpstat "$_snd")
+    _ert=$1 _eto=$2
+    wait $_el || true
+    _e1=$(now)
+    kill $_smp
+    kill "$IPERF_SRV" 2>/dev/null || true # a client that never connected
+    wait "$IPERF_SRV" || true
+    set -- $(wire "/tmp/e-$_id-$_dir" "$_e0" "$_e1")
+    _emax=$1
+    # the mean wire while the elephant surely runs (2 s to 6 s of its 7)
+    set -- $(wire "/tmp/e-$_id-$_dir" "$_e0" "$(awk -v a="$_e0" 'BEGIN { print a + 4 }')")
+    _ewire=$2
+    timeout 40 /usr/sbin/ip netns exec "$_cns" miceprobe run "$_saddr:7071" 100 30 >"/tmp/eu-$_id-$_dir" 2>/dev/null || true
+    awk -v l="$(pctl p99 "/tmp/em-$_id-$_dir")" -v u="$(pctl p99 "/tmp/eu-$_id-$_dir")" \
+      'BEGIN { exit !(l > 0 && u > 0 && l <= 1.5 * u) }' && break
+    note "$_lim $_dir elephant+mice: loaded $(pctl p99 "/tmp/em-$_id-$_dir") ms vs unloaded $(pctl p99 "/tmp/eu-$_id-$_dir") ms in run $_try" >&2
+  done
+  kill $_srvp
+  wait $_srvp 2>/dev/null || true
+  note "$_lim $_dir elephant+mice: loaded $(cat "/tmp/em-$_id-$_dir"); unloaded $(cat "/tmp/eu-$_id-$_dir"); wire $_ewire max1s $_emax" >&2
+  echo "NATRA-ROW kernel=$K lim=$_lim dir=$_dir mm_p99=$(pctl p99 "/tmp/mm-$_id-$_dir")" \
+    "mm_p999=$(pctl p999 "/tmp/mm-$_id-$_dir") mm_n=$(sed -n 's/.* n=\([0-9]*\).*/\1/p' "/tmp/mm-$_id-$_dir")" \
+    "mm_retrans=$_mrt mm_timeouts=$_mto mm_natra_drops=$_nd1 mm_qdisc_drops=$_qd1 mm_max1s=$_mmax" \
+    "em_p99=$(pctl p99 "/tmp/em-$_id-$_dir") eu_p99=$(pctl p99 "/tmp/eu-$_id-$_dir")" \
+    "em_retrans=$_ert em_timeouts=$_eto em_wire=$_ewire em_max1s=$_emax em_try=$_try"
+}
+SRV_HV=$(peer_of srv)
+qrows=/tmp/qrows
+: >$qrows
+qok=0
+if q=$(qpod qe qe /tmp/net.conflist "$BW"); then
+  set -- $q
+  QE_IP=$1 QE_HV=$2
+  conflist ",\"attachMode\":\"$HOST_MODE\""
+  if q=$(qpod qi qi /tmp/net.conflist "$BW"); then
+    set -- $q
+    QI_IP=$1 QI_HV=$2
+    if q=$(qpod up up /tmp/up.conflist "$UPBW"); then
+      set -- $q
+      UP_IP=$1 UP_HV=$2
+      qok=1
+    fi
+  fi
+fi
+if [ $qok = 1 ]; then
+  tc qdisc show dev "$QI_HV" | sed 's/^/    | qi host veth: /'
+  ip netns exec qe tc qdisc show dev eth0 | sed 's/^/    | qe eth0: /'
+  natra inspect --json | jq -c '.[] | select(.containerId == "qe" or .containerId == "qi") |
+    [.containerId, .attachment.mode, .attachment.flags]' | sed 's/^/    | /'
+  qscen natra qe qe "$QE_IP" "$QE_HV" egress >>$qrows
+  qscen upstream up up "$UP_IP" "$UP_HV" egress >>$qrows
+  qscen natra qi qi "$QI_IP" "$QI_HV" ingress >>$qrows
+  qscen upstream up up "$UP_IP" "$UP_HV" ingress >>$qrows
+  cat $qrows
+  g() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+  for d in egress ingress; do
+    n=$(grep "lim=natra dir=$d " $qrows || true) u=$(grep "lim=upstream dir=$d " $qrows || true)
+    # the gate: natra's many-mice p99 within MM_MARGIN of upstream's
+    check "many_mice_$d" "natra > 0 && up > 0 && natra <= $MM_MARGIN * up" \
+      natra="$(g "$n" mm_p99)" up="$(g "$u" mm_p99)" natra999="$(g "$n" mm_p999)" up999="$(g "$u" mm_p999)" \
+      margin="$MM_MARGIN" natra_rt="$(g "$n" mm_retrans)" up_rt="$(g "$u" mm_retrans)" \
+      natra_to="$(g "$n" mm_timeouts)" up_to="$(g "$u" mm_timeouts)" natra_drops="$(g "$n" mm_natra_drops)" \
+      natra_qdisc_drops="$(g "$n" mm_qdisc_drops)" up_qdisc_drops="$(g "$u" mm_qdisc_drops)" \
+      natra_max1s="$(g "$n" mm_max1s)" up_max1s="$(g "$u" mm_max1s)"
+    check "eleph_mice_$d" 'unloaded > 0 && loaded > 0 && loaded <= 1.5 * unloaded' \
+      loaded="$(g "$n" em_p99)" unloaded="$(g "$n" eu_p99)" up_loaded="$(g "$u" em_p99)" \
+      up_unloaded="$(g "$u" eu_p99)" natra_rt="$(g "$n" em_retrans)" up_rt="$(g "$u" em_retrans)" \
+      attempt="$(g "$n" em_try)"
+    check "queue_cap_$d" 'max1s > 0 && max1s <= 1.05 && wire >= 0.98 && wire <= 1.02' \
+      max1s="$(g "$n" em_max1s)" wire="$(g "$n" em_wire)" mm_max1s="$(g "$n" mm_max1s)" \
+      up_max1s="$(g "$u" em_max1s)" up_wire="$(g "$u" em_wire)"
+  done
+else
+  check many_mice_egress 0 add=failed
+fi
+conflist ''
+for q in qe qi up; do
+  c=/tmp/net.conflist
+  [ $q = up ] && c=/tmp/up.conflist
+  cni del $q $q $c >/dev/null 2>&1 || true
+done
 
 cni del srv srv >/dev/null
 note "test body took $(awk -v a="$t_start" -v b="$(now)" 'BEGIN { print b - a }')s, $FAILS failed"
