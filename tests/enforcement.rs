@@ -255,7 +255,7 @@ fn client_is_held_to_its_cap_both_ways() {
 
     // The buckets as the kernel holds them: (rate B/s, burst B) per key.
     let mut buckets = [(0u64, 0u64); 2];
-    for (key, value) in kernel::map_dump_formatted(&client.pin_dir().join("config")) {
+    for (key, value) in kernel::slot_dump(&client.pin_dir(), "config") {
         buckets[key as usize] = (
             value["rate_bytes_per_sec"].as_u64().unwrap(),
             value["burst_bytes"].as_u64().unwrap(),

@@ -36,8 +36,10 @@ mod live;
 pub mod maps;
 pub mod modes;
 pub mod pins;
+mod placement;
 pub mod record;
 mod repair;
+pub mod shared;
 pub mod skeleton;
 mod sys;
 mod teardown;
@@ -48,9 +50,20 @@ pub use check::verify;
 pub use direction::Direction;
 pub use faults::{FAIL_AFTER_ATTACHES_ENV, KILL_AT_ENV};
 pub use live::{set_limits, set_view_limits, Changed};
+pub use placement::Placement;
 pub use repair::{reconcile, reconcile_all, Repair};
 pub use teardown::remove;
 pub use view::{list_attachments, AttachmentView};
+
+/// GC and the agent, under the node lock: frees the shared dataplane's slots
+/// no attachment holds and removes other layouts' dataplanes no Pod uses.
+pub fn collect_shared(root: &std::path::Path) -> crate::error::Result<shared::Collected> {
+    let ids = view::attachment_dirs(root)?
+        .into_iter()
+        .filter_map(|(dir, _)| shared::record_id(&pins::AttachmentPins { dir }))
+        .collect();
+    shared::collect(root, &ids)
+}
 
 /// Sends libbpf's own messages to natra's log (stderr) at matching levels,
 /// so that stdout stays the CNI result alone.

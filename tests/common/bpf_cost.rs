@@ -14,6 +14,7 @@ use natra::dataplane::maps::{write_bucket, write_config};
 use natra::dataplane::skeleton::types::natra_bucket_state;
 use natra::dataplane::skeleton::{NatraSkel, NatraSkelBuilder};
 use natra::dataplane::Direction;
+use natra::dataplane::Placement;
 use natra::limits::{pod_limits, BucketParams, RequestedLimit, Tuning};
 
 const NSEC_PER_SEC: u64 = 1_000_000_000;
@@ -48,7 +49,7 @@ fn freeze(skel: &NatraSkel<'_>, dir: Direction, level: i64) {
         epoch_start_ns: u64::MAX,
         ..Default::default()
     };
-    write_bucket(skel.maps.natra_bucket.as_fd(), dir, &st).expect("write the bucket");
+    write_bucket(skel.maps.natra_bucket.as_fd(), dir.index(), &st).expect("write the bucket");
 }
 
 fn clear_sketch(skel: &NatraSkel<'_>) {
@@ -163,7 +164,8 @@ pub fn measure(repeat: u32) -> BpfCost {
                 let ns = match case {
                     None => time(&skel.progs.bench_pass_through, &packet(v6), PASS, repeat),
                     Some((_, dir, p, level, expect)) => {
-                        write_config(skel.maps.natra_cfg.as_fd(), *dir, p).unwrap();
+                        write_config(skel.maps.natra_cfg.as_fd(), *dir, p, &Placement::default())
+                            .unwrap();
                         clear_sketch(&skel);
                         freeze(&skel, *dir, *level);
                         let prog = match dir {

@@ -167,6 +167,19 @@ pub fn map_dump_formatted(pin: &Path) -> Vec<(u64, Value)> {
         .collect()
 }
 
+/// A Pod interface's own entries of the pinned map `name` in `pin_dir`, as
+/// (direction index, BTF-formatted value): the shared dataplane's maps hold
+/// every slot, and the record (`attachment`) says which is this one's.
+pub fn slot_dump(pin_dir: &Path, name: &str) -> Vec<(u64, Value)> {
+    let record = map_dump_formatted(&pin_dir.join("attachment"));
+    let slot = record[0].1["slot"].as_u64().unwrap_or(0);
+    map_dump_formatted(&pin_dir.join(name))
+        .into_iter()
+        .filter(|(key, _)| key / 2 == slot)
+        .map(|(key, value)| (key % 2, value))
+        .collect()
+}
+
 /// The name of a loaded program.
 pub fn prog_name(id: u32) -> String {
     let info = bpftool_json(&["prog", "show", "id", &id.to_string()]);

@@ -7,6 +7,7 @@ use natra::dataplane::maps::write_config;
 use natra::dataplane::skeleton::types::__sk_buff;
 use natra::dataplane::skeleton::NatraSkel;
 use natra::dataplane::Direction;
+use natra::dataplane::Placement;
 use natra::limits::{pod_limits, RequestedLimit, Tuning};
 
 use crate::counters::{counted, counters};
@@ -70,7 +71,8 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
     let p = limits.pod_egress.unwrap().with_edt();
     assert_eq!(p.rate_bytes_per_sec, 1_000_000);
     assert_eq!(p.edt_horizon_ns, 250_000_000);
-    write_config(skel.maps.natra_cfg.as_fd(), dir, &p).expect("write config");
+    write_config(skel.maps.natra_cfg.as_fd(), dir, &p, &Placement::default())
+        .expect("write config");
     make_heavy(&skel, dir, &p);
     let pkt = ipv4_flow(40000, 5201);
     let len = pkt.len() as u64;
@@ -162,7 +164,8 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
 
     // pod ingress with the same config: never paced, ECN-then-drop
     let ing = Direction::PodIngress;
-    write_config(skel.maps.natra_cfg.as_fd(), ing, &p).expect("write config");
+    write_config(skel.maps.natra_cfg.as_fd(), ing, &p, &Placement::default())
+        .expect("write config");
     make_heavy(&skel, ing, &p);
     freeze_bucket(&skel, ing, reserve(&p));
     let (ret, ts, _, _) = run_tstamp(&skel, ing, &pkt);

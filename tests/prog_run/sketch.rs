@@ -7,6 +7,7 @@ use libbpf_rs::MapCore;
 use natra::dataplane::maps::{heavy_flows_estimate, write_config};
 use natra::dataplane::skeleton::{NatraSkel, NatraSkelBuilder};
 use natra::dataplane::Direction;
+use natra::dataplane::Placement;
 use natra::limits::{pod_limits, RequestedLimit, Tuning};
 
 use crate::common;
@@ -77,7 +78,13 @@ fn a_flow_turns_heavy_past_the_threshold_and_light_after_the_window() {
     // a bucket that never runs out: classification is what is tested
     let mut big = p;
     big.burst_bytes = 1 << 32;
-    write_config(skel.maps.natra_cfg.as_fd(), dir, &big).expect("write config");
+    write_config(
+        skel.maps.natra_cfg.as_fd(),
+        dir,
+        &big,
+        &Placement::default(),
+    )
+    .expect("write config");
     freeze_bucket(&skel, dir, full(&big));
 
     // class of the next packet of the flow, from the counters
@@ -162,7 +169,13 @@ fn ten_thousand_light_flows_are_rarely_taken_for_heavy() {
                                               // a bucket that never runs out: classification is what is measured
     let mut big = p;
     big.burst_bytes = 1 << 32;
-    write_config(skel.maps.natra_cfg.as_fd(), dir, &big).expect("write config");
+    write_config(
+        skel.maps.natra_cfg.as_fd(),
+        dir,
+        &big,
+        &Placement::default(),
+    )
+    .expect("write config");
     freeze_bucket(&skel, dir, full(&big));
     fill_cells(&skel, dir, &p, 0);
 
