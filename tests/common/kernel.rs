@@ -171,12 +171,64 @@ pub fn map_dump_formatted(pin: &Path) -> Vec<(u64, Value)> {
 /// (direction index, BTF-formatted value): the shared dataplane's maps hold
 /// every slot, and the record (`attachment`) says which is this one's.
 pub fn slot_dump(pin_dir: &Path, name: &str) -> Vec<(u64, Value)> {
-    let record = map_dump_formatted(&pin_dir.join("attachment"));
-    let slot = record[0].1["slot"].as_u64().unwrap_or(0);
+    let slot = placement(pin_dir).1;
     map_dump_formatted(&pin_dir.join(name))
         .into_iter()
         .filter(|(key, _)| key / 2 == slot)
         .map(|(key, value)| (key % 2, value))
+        .collect()
+}
+
+/// (layout, slot) of the Pod interface pinned at `pin_dir`, as its record
+/// (`attachment`) says: layout 0 is a private load (slot 0 of its own maps).
+pub fn placement(pin_dir: &Path) -> (u64, u64) {
+    let record = map_dump_formatted(&pin_dir.join("attachment"));
+    let r = &record
+        .first()
+        .unwrap_or_else(|| panic!("no record in {}", pin_dir.display()))
+        .1;
+    (
+        r["layout"].as_u64().unwrap_or(0),
+        r["slot"].as_u64().unwrap_or(0),
+    )
+}
+
+/// The slot the Pod interface at `pin_dir` holds in the shared dataplane,
+/// spelled as `TestNet::pin_root_entries` lists it:
+/// `~dataplane/<layout>/slots/<n>`. Panics for a private load.
+pub fn slot_entry(pin_dir: &Path) -> String {
+    let (layout, slot) = placement(pin_dir);
+    assert_ne!(
+        layout,
+        0,
+        "{} is a private load, not on the shared dataplane",
+        pin_dir.display()
+    );
+    format!("~dataplane/{layout:016x}/slots/{slot}")
+}
+
+/// A Pod interface's own entries of the pinned per-CPU map `name` in
+/// `pin_dir`, as (direction index, BTF-formatted value of each CPU).
+pub fn slot_dump_per_cpu(pin_dir: &Path, name: &str) -> Vec<(u64, Vec<Value>)> {
+    let slot = placement(pin_dir).1;
+    let pin = pin_dir.join(name);
+    let dump = bpftool_json(&["map", "dump", "pinned", pin.to_str().unwrap()]);
+    dump.as_array()
+        .unwrap_or_else(|| panic!("map dump of {} is not a list: {dump}", pin.display()))
+        .iter()
+        .filter_map(|e| {
+            let f = &e["formatted"];
+            let key = f["key"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no BTF-formatted key in {e}"));
+            let values = f["values"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no per-CPU values in {e}"))
+                .iter()
+                .map(|cpu| cpu["value"].clone())
+                .collect();
+            (key / 2 == slot).then_some((key % 2, values))
+        })
         .collect()
 }
 
