@@ -65,6 +65,38 @@ pub fn collect_shared(root: &std::path::Path) -> crate::error::Result<shared::Co
     shared::collect(root, &ids)
 }
 
+/// The stub a Pod interface at `place` gets for `dir`, jumping through
+/// `programs` (for the benches, which time the path a packet takes).
+pub fn load_stub(
+    programs: std::os::fd::BorrowedFd<'_>,
+    dir: Direction,
+    place: &Placement,
+) -> crate::error::Result<std::os::fd::OwnedFd> {
+    sys::load_stub(
+        programs,
+        dir.index(),
+        place.slot,
+        place.generation,
+        dir.program_name(),
+    )
+}
+
+/// BPF_PROG_RUN of a program by fd: its return value and mean ns per run.
+pub fn prog_test_run(
+    prog: std::os::fd::BorrowedFd<'_>,
+    data: &[u8],
+    repeat: u32,
+) -> crate::error::Result<(u32, std::time::Duration)> {
+    sys::prog_test_run(prog, data, repeat)
+}
+
+/// The agent at start, under the node lock: the shared dataplane loaded if
+/// absent and made this natra's if another natra of the same layout loaded
+/// it (live Pods switch to this natra's programs in place).
+pub fn prepare_shared(root: &std::path::Path) -> crate::error::Result<shared::Opened> {
+    shared::open_or_load(root).map(|(_, opened)| opened)
+}
+
 /// Sends libbpf's own messages to natra's log (stderr) at matching levels,
 /// so that stdout stays the CNI result alone.
 pub fn route_libbpf_logs() {

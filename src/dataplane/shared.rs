@@ -367,7 +367,7 @@ pub fn claim(dp: &Dataplane) -> Result<Option<Claim>> {
     .context(ErrorKind::Dataplane, "cannot create the attachment record")?;
     record::write_none(record.as_fd(), &place)?;
     sys::pin_fd(record.as_fd(), &slots.join(slot.to_string()))?;
-    if let Err(e) = reset(dp, &place) {
+    if let Err(e) = reset(dp, &place, previous != 0) {
         let _ = pins::remove_if_present(&slots.join(slot.to_string()));
         return Err(e);
     }
@@ -375,9 +375,10 @@ pub fn claim(dp: &Dataplane) -> Result<Option<Claim>> {
 }
 
 /// The slot's config (the new generation, no limit yet), bucket, counters
-/// and sketch cells, as a fresh load's. The generation goes first: from
-/// then on a stub of the slot's last owner passes its packets uncharged.
-fn reset(dp: &Dataplane, place: &Placement) -> Result<()> {
+/// and sketch cells (`used`: a slot never held has none), as a fresh
+/// load's. The generation goes first: from then on a stub of the slot's
+/// last owner passes its packets uncharged.
+fn reset(dp: &Dataplane, place: &Placement, used: bool) -> Result<()> {
     for d in Direction::ALL {
         let key = place.key(d);
         let cfg = natra_config {
@@ -387,6 +388,9 @@ fn reset(dp: &Dataplane, place: &Placement) -> Result<()> {
         maps::write_config_raw(dp.config.as_fd(), key, &cfg)?;
         maps::write_bucket(dp.bucket.as_fd(), key, &natra_bucket_state::default())?;
         maps::zero_counters(dp.counters.as_fd(), key)?;
+    }
+    if !used {
+        return Ok(());
     }
     let cells = NATRA_SLOT_SKETCH_CELLS as u32 * Direction::ALL.len() as u32;
     let first = place.sketch_base(Direction::PodIngress, 0);

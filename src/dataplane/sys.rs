@@ -336,6 +336,32 @@ pub fn btf_fd_by_id(id: u32) -> Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// BPF_PROG_RUN of the program behind `prog` on `data`, `repeat` times:
+/// its return value and the kernel's mean duration per run.
+pub fn prog_test_run(
+    prog: BorrowedFd<'_>,
+    data: &[u8],
+    repeat: u32,
+) -> Result<(u32, std::time::Duration)> {
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
+        data_in: data.as_ptr().cast::<c_void>(),
+        data_size_in: data.len() as u32,
+        repeat: repeat as i32,
+        ..Default::default()
+    };
+    // SAFETY: prog is a live program fd; opts is a fully initialised
+    // bpf_test_run_opts with its size set whose data_in points at data.len()
+    // readable bytes that outlive the call; no output buffers are given, and
+    // the kernel writes only retval and duration back into opts.
+    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+    check_rc(rc, "BPF_PROG_RUN failed")?;
+    Ok((
+        opts.retval,
+        std::time::Duration::from_nanos(u64::from(opts.duration)),
+    ))
+}
+
 /// `ingress` / `egress` for a `BPF_TCX_*` attach type.
 pub fn tcx_hook_name(attach_type: u32) -> &'static str {
     if attach_type == libbpf_sys::BPF_TCX_INGRESS {
