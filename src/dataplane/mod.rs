@@ -1,12 +1,15 @@
 //! natra's BPF dataplane, the control plane's one door to the kernel: the
-//! only code that uses libbpf (and `unsafe`). ADD loads one skeleton per Pod
-//! interface, attaches a program per limited direction in the attach mode
-//! the configuration asks for, and pins everything; CHECK reads it back,
-//! DEL and GC undo it, `natra inspect` views it.
+//! only code that uses libbpf (and `unsafe`). The object is loaded once per
+//! node (shared.rs); ADD claims a slot in it, attaches a stub per limited
+//! direction in the attach mode the configuration asks for, and pins
+//! everything; CHECK reads it back, DEL and GC undo it, `natra inspect`
+//! views it.
 //!
 //! | module | owns |
 //! |---|---|
 //! | add.rs | ADD from probe to attach, rollback included; STATUS's load probe |
+//! | shared.rs | the node's one dataplane: load, in-place upgrade, slots, collection |
+//! | placement.rs | a Pod interface's slot, generation and keys |
 //! | check.rs | CHECK |
 //! | teardown.rs | DEL, GC and the rollback: undo from the record |
 //! | view.rs | what `natra inspect` / `natra stats` show, typed |
