@@ -128,7 +128,7 @@ pub fn run(opts: AgentOptions) -> Result<()> {
     match crate::cni::lock::lock_node()
         .and_then(|_lock| crate::dataplane::prepare_shared(&opts.pin_root))
     {
-        Ok(opened) => log::info!("agent: shared dataplane ready ({opened:?})"),
+        Ok(opened) => log::info!("agent: shared dataplane {opened}"),
         Err(e) => {
             log::error!("agent: cannot load the shared dataplane (the first ADD will): {e}");
             shared.count_error("dataplane");
@@ -211,7 +211,11 @@ pub fn run(opts: AgentOptions) -> Result<()> {
                     (
                         200,
                         "text/plain; version=0.0.4; charset=utf-8",
-                        metrics::render(&all, &counters),
+                        metrics::render(
+                            &all,
+                            &crate::dataplane::shared::list(&opts.pin_root).unwrap_or_default(),
+                            &counters,
+                        ),
                     )
                 }
                 Err(e) => {

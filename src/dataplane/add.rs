@@ -92,12 +92,18 @@ pub fn install(
 }
 
 /// STATUS: the pin root is on a bpffs and the programs load (which also
-/// proves BTF and the verifier are happy on this kernel).
+/// proves BTF and the verifier are happy on this kernel). Once the node's
+/// shared dataplane holds this natra's programs, the kernel has already
+/// verified them: that is the answer, without loading them again.
 pub fn probe_ready() -> Result<()> {
     let not_ready = |what: &str, cause: &dyn std::fmt::Display| {
         Error::new(ErrorKind::NotReady, format!("natra is not ready: {what}")).with_details(cause)
     };
-    pins::ensure_bpffs(&pins::pin_root()).map_err(|e| not_ready("bpffs is not usable", &e))?;
+    let root = pins::pin_root();
+    pins::ensure_bpffs(&root).map_err(|e| not_ready("bpffs is not usable", &e))?;
+    if shared::holds_this_natras_programs(&root) {
+        return Ok(());
+    }
     let mut storage = MaybeUninit::uninit();
     NatraSkelBuilder::default()
         .open(&mut storage)

@@ -95,6 +95,16 @@ pub enum Opened {
     Upgraded,
 }
 
+impl std::fmt::Display for Opened {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Opened::AsItWas => "already loaded with this natra's programs",
+            Opened::Loaded => "loaded and verified now",
+            Opened::Upgraded => "this natra's programs swapped in for live Pods",
+        })
+    }
+}
+
 /// The shared dataplane of this natra's layout, loaded if absent, its
 /// programs made this natra's if another's. Call under the node lock.
 pub fn open_or_load(root: &Path) -> Result<(Dataplane, Opened)> {
@@ -114,6 +124,15 @@ pub fn open_or_load(root: &Path) -> Result<(Dataplane, Opened)> {
         opened = Opened::Upgraded;
     }
     Ok((dp, opened))
+}
+
+/// The shared dataplane of this natra's layout is loaded, with this
+/// natra's programs (STATUS's cheap answer).
+pub fn holds_this_natras_programs(root: &Path) -> bool {
+    let dir = dir_of(root, layout_id());
+    Direction::ALL.iter().all(|&d| {
+        sys::pinned_prog_id(&program_pin(&dir, d, program_id())).is_ok_and(|id| id.is_some())
+    })
 }
 
 fn real_dir(p: &Path) -> bool {
