@@ -238,6 +238,18 @@ fn natra_agent_chains_serves_metrics_promtool_accepts_and_keeps_the_chain_on_sig
     let _ = fs::remove_dir_all(&dir);
 }
 
+/// The ids of a Pod's pinned tcx links, both directions.
+fn link_ids(pin_dir: &Path) -> Vec<Value> {
+    ["pod_ingress_link", "pod_egress_link"]
+        .iter()
+        .map(|l| {
+            let pin = pin_dir.join(l);
+            common::kernel::bpftool_json(&["link", "show", "pinned", pin.to_str().unwrap()])["id"]
+                .clone()
+        })
+        .collect()
+}
+
 /// The program ids in a dataplane's (or a Pod's) pinned `programs` array.
 fn program_array_ids(pin: &Path) -> Vec<u64> {
     common::kernel::bpftool_json(&["map", "dump", "pinned", pin.to_str().unwrap()])
@@ -265,18 +277,7 @@ fn a_new_agent_swaps_its_programs_into_live_pods_in_place() {
     pod.add(Some(&bandwidth(Some(20_000_000), Some(20_000_000))))
         .ok();
     let before = program_array_ids(&pod.pin_dir().join("programs"));
-    let links: Vec<_> = ["pod_ingress_link", "pod_egress_link"]
-        .iter()
-        .map(|l| {
-            common::kernel::bpftool_json(&[
-                "link",
-                "show",
-                "pinned",
-                pod.pin_dir().join(l).to_str().unwrap(),
-            ])["id"]
-                .clone()
-        })
-        .collect();
+    let links = link_ids(&pod.pin_dir());
     // A rollout: the new natra (another object, the same state layout)
     // starts as the node agent.
     let port = free_port();
@@ -327,18 +328,7 @@ fn a_new_agent_swaps_its_programs_into_live_pods_in_place() {
         "the new programs are pinned, the old ones unpinned"
     );
     // Nothing re-attached: the same links, now jumping to the new programs.
-    let links_after: Vec<_> = ["pod_ingress_link", "pod_egress_link"]
-        .iter()
-        .map(|l| {
-            common::kernel::bpftool_json(&[
-                "link",
-                "show",
-                "pinned",
-                pod.pin_dir().join(l).to_str().unwrap(),
-            ])["id"]
-                .clone()
-        })
-        .collect();
+    let links_after = link_ids(&pod.pin_dir());
     assert_eq!(links, links_after);
     pod.check(Some(&bandwidth(Some(20_000_000), Some(20_000_000))))
         .ok();
