@@ -11,6 +11,7 @@ use libbpf_cargo::SkeletonBuilder;
 
 const SRC: &str = "bpf/natra.bpf.c";
 const CONTRACT: &str = "include/natra.h";
+const MAPS: &str = "bpf/lib/maps.h";
 
 /// `#define NATRA_X <integer expression>` as `pub const NATRA_X: u64 = …;`.
 /// The expressions are C integer constant expressions over literals and
@@ -69,9 +70,39 @@ fn contract_constants(header: &Path) -> String {
     out
 }
 
+/// FNV-1a over `parts`: the ids of the state layout and of the object.
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    h.max(1)
+}
+
+/// The shared dataplane's ids (docs/dataplane.md, "One dataplane per
+/// node"): its state layout is include/natra.h and the maps' definitions, so
+/// a natra whose differ loads a dataplane of its own beside the old one; its
+/// programs are the object, so a natra with the same layout and another
+/// object swaps the programs in place.
+fn dataplane_ids(object: &Path) -> String {
+    let read = |p: &Path| fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    let layout = fnv1a(&[&read(Path::new(CONTRACT)), &read(Path::new(MAPS))]);
+    let program = fnv1a(&[&read(object)]);
+    format!(
+        "/// The shared dataplane's state layout: include/natra.h and bpf/lib/maps.h.\n\
+         pub const NATRA_LAYOUT_ID: u64 = {layout:#x};\n\
+         /// The BPF object's id.\n\
+         pub const NATRA_PROGRAM_ID: u64 = {program:#x};\n"
+    )
+}
+
 fn main() {
-    let out = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"))
-        .join("natra.skel.rs");
+    let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"));
+    let out = out_dir.join("natra.skel.rs");
+    let object = out_dir.join("natra.bpf.o");
     let arch = match env::var("CARGO_CFG_TARGET_ARCH").as_deref() {
         Ok("x86_64") => "x86",
         Ok("aarch64") => "arm64",
@@ -80,6 +111,7 @@ fn main() {
     };
     SkeletonBuilder::new()
         .source(SRC)
+        .obj(&object)
         .clang_args([
             "-Wall".to_string(),
             "-Werror".to_string(),
@@ -92,8 +124,11 @@ fn main() {
         .expect("building the BPF skeleton failed (see the clang output above)");
     let consts = PathBuf::from(env::var_os("OUT_DIR").expect("OUT_DIR is set by cargo"))
         .join("natra_h_constants.rs");
-    fs::write(&consts, contract_constants(Path::new(CONTRACT)))
-        .expect("cannot write the contract constants");
+    fs::write(
+        &consts,
+        contract_constants(Path::new(CONTRACT)) + &dataplane_ids(&object),
+    )
+    .expect("cannot write the contract constants");
     println!("cargo:rerun-if-changed=bpf");
     println!("cargo:rerun-if-changed=include");
 }

@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * natra dataplane: one program per limited direction of a Pod's interface.
+ * natra dataplane: one program per direction, loaded once per node and
+ * shared by every limited Pod interface; a Pod interface's tiny stub program
+ * gives its slot in skb->cb and tail-calls here (include/natra.h).
  * Two stages per packet (docs/dataplane.md): a Count-Min Sketch says whether
  * the packet's flow is a mouse or heavy, then the one pod bucket of the
  * direction charges it by its layer: mice pass down to the bottom, heavy
@@ -26,6 +28,10 @@
 #define NATRA_TC_NEXT (-1)
 #define NATRA_TC_DROP 2
 
+/* The stubs (src/dataplane/sys.rs) write the slot at this offset. */
+_Static_assert(__builtin_offsetof(struct __sk_buff, cb) == NATRA_SKB_CB_OFFSET,
+	       "skb->cb moved: NATRA_SKB_CB_OFFSET is wrong");
+
 static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 dir)
 {
 	__u64 *cells[NATRA_SKETCH_MAX_DEPTH], *row;
@@ -37,13 +43,21 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	enum natra_verdict verdict;
 	struct natra_decision d;
 	__u64 now, h, t;
-	__u32 key = dir, idx;
+	__u32 slot = skb->cb[NATRA_CB_SLOT], key, idx;
 	int ect, edt, sketched;
 
+	/* The stub's slot; one that is out of range finds no config. A stub
+	 * whose generation is not the slot's belongs to a Pod interface whose
+	 * slot was given to another: its packets pass, never charged to the
+	 * new owner. */
+	if (slot >= NATRA_SLOTS)
+		return NATRA_TC_NEXT;
+	key = slot * NATRA_DIR_COUNT + dir;
 	cfg = bpf_map_lookup_elem(&natra_cfg, &key);
 	bucket = bpf_map_lookup_elem(&natra_bucket, &key);
 	stats = bpf_map_lookup_elem(&natra_stats, &key);
-	if (!cfg || !bucket || !stats || cfg->rate_bytes_per_sec == 0)
+	if (!cfg || !bucket || !stats || cfg->rate_bytes_per_sec == 0 ||
+	    cfg->generation != skb->cb[NATRA_CB_GENERATION])
 		return NATRA_TC_NEXT;
 
 	parsed = parse_packet(skb, &pkt);
@@ -127,14 +141,16 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	return verdict == NATRA_VERDICT_DROP ? NATRA_TC_DROP : NATRA_TC_NEXT;
 }
 
-/* Traffic into the Pod: sits on tcx egress of the host-side veth. */
+/* Traffic into the Pod: reached from a stub on the host-side veth's egress
+ * (or the Pod interface's ingress in the Pod-side modes). */
 SEC("tc")
 int pod_ingress(struct __sk_buff *skb)
 {
 	return limit_direction(skb, NATRA_DIR_POD_INGRESS);
 }
 
-/* Traffic out of the Pod: sits on tcx ingress of the host-side veth. */
+/* Traffic out of the Pod: reached from a stub on the host-side veth's
+ * ingress (or the Pod interface's egress in the Pod-side modes). */
 SEC("tc")
 int pod_egress(struct __sk_buff *skb)
 {

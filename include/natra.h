@@ -16,6 +16,27 @@ enum natra_direction {
 };
 
 #define NATRA_NSEC_PER_SEC 1000000000ULL
+
+/*
+ * The shared dataplane (docs/dataplane.md, "One dataplane per node"): one
+ * load per node and state layout, whose maps hold NATRA_SLOTS Pod
+ * interfaces. A slot's directions are the keys slot x NATRA_DIR_COUNT + dir
+ * of natra_cfg, natra_bucket and natra_stats; its sketch cells begin at
+ * (slot x NATRA_DIR_COUNT + dir) x NATRA_SLOT_SKETCH_CELLS of natra_sketch.
+ * A per-attachment stub program (a few raw instructions the control plane
+ * writes) stores the slot and its generation in skb->cb and tail-calls the
+ * shared program of its direction through natra_progs[dir]; the program
+ * applies a slot only while natra_config.generation says the slot is the
+ * stub's. A Pod whose sketch needs more cells, or a node out of slots, gets
+ * a private load of the same object (slot 0 of maps sized for one).
+ */
+#define NATRA_SLOTS 512
+#define NATRA_SLOT_SKETCH_CELLS 512
+/* skb->cb words the stub writes before its tail call, and where cb sits in
+ * struct __sk_buff (UAPI; natra.bpf.c asserts it). */
+#define NATRA_CB_SLOT 0
+#define NATRA_CB_GENERATION 1
+#define NATRA_SKB_CB_OFFSET 48
 /* Bucket levels are kept in byte-nanoseconds (bytes x 1e9) so refills are
  * exact integers; 2^32 bytes x 1e9 still fits in 63 bits, and so does the
  * EDT debt below zero, which is capped at the same 2^32 bytes. */
@@ -60,6 +81,8 @@ struct natra_config {
 	__u32 sketch_width;	       /* columns per row, a power of two */
 	__u32 sketch_shift;	       /* 64 - log2(sketch_width) */
 	__u32 sketch_base;	       /* index of this direction's first cell */
+	__u32 generation;	       /* the slot's owner: stubs carrying another are ignored */
+	__u32 reserved;
 	/* Appended for queues both ways (EDT on a direction, issue 16): */
 	__u64 mice_debt_bytes; /* EDT: how far below -edt_debt paced mice may take the level */
 	__u64 mice_horizon_ns; /* EDT: longest delay given to a mouse; beyond it, drop */
@@ -145,6 +168,9 @@ struct natra_attachment {
 	enum natra_attach_flags flags; /* bits of enum natra_attach_flags */
 	struct natra_pod_ref pod;      /* whose interface this is */
 	char netns[128];	       /* CNI_NETNS at ADD: the node agent's way in to repair */
+	__u64 layout;		       /* the shared dataplane's layout id; 0: a private load */
+	__u32 slot;		       /* key base slot x NATRA_DIR_COUNT in the maps */
+	__u32 generation;	       /* the slot's generation this attachment owns */
 };
 
 #endif /* NATRA_H */

@@ -2,9 +2,9 @@
 use neli::consts::nl::NlmF;
 use neli::consts::rtnl::{Ifla, IflaInfo, RtAddrFamily, Rtm};
 use neli::consts::socket::NlFamily;
-use neli::nl::NlPayload;
-use neli::router::synchronous::NlRouter;
+use neli::nl::{NlPayload, NlmsghdrBuilder};
 use neli::rtnl::{Ifinfomsg, IfinfomsgBuilder};
+use neli::socket::synchronous::NlSocketHandle;
 use neli::utils::Groups;
 
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -20,31 +20,43 @@ pub struct Link {
     pub kind: Option<String>,
 }
 
-/// Looks an interface up by index in the calling thread's netns.
+/// Looks an interface up by index in the calling thread's netns. A plain
+/// socket, not neli's router: the router runs a thread per socket, which
+/// an ADD (a short-lived process asking two questions) does not need.
 pub fn link_by_index(index: u32) -> Result<Link> {
-    let (rtnl, _) = NlRouter::connect(NlFamily::Route, None, Groups::empty())
+    let missing = || Error::new(ErrorKind::Io, format!("no interface with ifindex {index}"));
+    let sock = NlSocketHandle::connect(NlFamily::Route, None, Groups::empty())
         .context(ErrorKind::Io, "cannot open an rtnetlink socket")?;
     let request = IfinfomsgBuilder::default()
         .ifi_family(RtAddrFamily::Unspecified)
         .ifi_index(index as i32)
         .build()
         .context(ErrorKind::Io, "cannot build RTM_GETLINK")?;
-    let replies = rtnl
-        .send::<_, _, Rtm, Ifinfomsg>(Rtm::Getlink, NlmF::empty(), NlPayload::Payload(request))
-        .context(
-            ErrorKind::Io,
-            format!("RTM_GETLINK for ifindex {index} failed"),
-        )?;
+    let msg = NlmsghdrBuilder::default()
+        .nl_type(Rtm::Getlink)
+        .nl_flags(NlmF::REQUEST)
+        .nl_seq(1)
+        .nl_payload(NlPayload::Payload(request))
+        .build()
+        .context(ErrorKind::Io, "cannot build RTM_GETLINK")?;
+    sock.send(&msg).context(
+        ErrorKind::Io,
+        format!("RTM_GETLINK for ifindex {index} failed"),
+    )?;
+    // One reply: the link, or an error (no such ifindex).
+    let (replies, _) = sock.recv::<Rtm, Ifinfomsg>().context(
+        ErrorKind::Io,
+        format!("RTM_GETLINK for ifindex {index} failed"),
+    )?;
     for reply in replies {
-        let reply = reply.context(ErrorKind::Io, format!("no interface with ifindex {index}"))?;
-        if let Some(msg) = reply.get_payload() {
-            return parse_link(msg);
+        let reply = reply.map_err(|e| missing().with_details(e))?;
+        match reply.nl_payload() {
+            NlPayload::Payload(link) => return parse_link(link),
+            NlPayload::Err(e) => return Err(missing().with_details(e)),
+            _ => {}
         }
     }
-    Err(Error::new(
-        ErrorKind::Io,
-        format!("no interface with ifindex {index}"),
-    ))
+    Err(missing())
 }
 
 /// Looks an interface up by name in the calling thread's netns.

@@ -268,11 +268,27 @@ pub fn has_clsact(ifindex: u32) -> Result<bool> {
 }
 
 /// Kind of the qdisc at `ffff:` ("clsact" or "ingress"), None when empty.
+/// Asked of that one slot (RTM_GETQDISC of parent ffff:fff1), not by
+/// dumping every qdisc of the netns, which grows with the node's Pods.
+/// NLM_F_ECHO: the kernel answers a GET of one qdisc as a notification,
+/// sent to the asker only when it asks for an echo.
 pub fn clsact_slot_kind(ifindex: u32) -> Result<Option<String>> {
-    Ok(list_qdiscs(ifindex)?
-        .into_iter()
-        .find(|q| q.parent == TC_H_CLSACT)
-        .and_then(|q| q.kind))
+    let request = tcmsg(ifindex, 0, TC_H_CLSACT, None)?;
+    match Rtnl::open()?.transact(Rtm::Getqdisc, NlmF::ECHO, request) {
+        Ok(found) => Ok(found
+            .into_iter()
+            .find(|q| q.ifindex == ifindex && q.parent == TC_H_CLSACT)
+            .and_then(|q| q.kind)),
+        Err(Failure::Kernel {
+            errno: Errno::ENOENT,
+            ..
+        }) => Ok(None),
+        // Anything else: the dump, which every kernel answers.
+        Err(_) => Ok(list_qdiscs(ifindex)?
+            .into_iter()
+            .find(|q| q.parent == TC_H_CLSACT)
+            .and_then(|q| q.kind)),
+    }
 }
 
 /// Deletes the clsact qdisc of `ifindex`, and with it every filter on both

@@ -159,6 +159,12 @@ fn natra_agent_chains_serves_metrics_promtool_accepts_and_keeps_the_chain_on_sig
         thread::sleep(Duration::from_millis(50));
     };
     assert_eq!(healthy.trim(), "ok");
+    // The node's dataplane was loaded at start, before any Pod: the first
+    // ADD verifies nothing.
+    let dataplanes = fs::read_dir(net.pin_root.join("~dataplane"))
+        .expect("the agent loaded no shared dataplane at start")
+        .count();
+    assert_eq!(dataplanes, 1);
     while chained_subnet(&conf_dir).as_deref() != Some("10.244.1.0/24") {
         assert!(
             start.elapsed() < Duration::from_secs(10),
@@ -185,6 +191,14 @@ fn natra_agent_chains_serves_metrics_promtool_accepts_and_keeps_the_chain_on_sig
                 && l.contains("direction=\"pod_egress\"")
                 && l.ends_with(" 1250000")),
         "{metrics}"
+    );
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("natra_dataplane_slots{")
+                && l.contains("state=\"held\"")
+                && l.ends_with(" 1")),
+        "one slot held by the one limited Pod: {metrics}"
     );
     let promtool = std::process::Command::new("promtool")
         .args(["check", "metrics"])
@@ -221,5 +235,102 @@ fn natra_agent_chains_serves_metrics_promtool_accepts_and_keeps_the_chain_on_sig
     let (status, _) = common::sigterm_and_wait(&mut agent.0, Duration::from_secs(5));
     assert!(status.success(), "{status}");
     assert_eq!(chained_subnet(&conf_dir).as_deref(), Some("10.244.1.0/24"));
+    let _ = fs::remove_dir_all(&dir);
+}
+
+/// The ids of a Pod's pinned tcx links, both directions.
+fn link_ids(pin_dir: &Path) -> Vec<Value> {
+    ["pod_ingress_link", "pod_egress_link"]
+        .iter()
+        .map(|l| {
+            let pin = pin_dir.join(l);
+            common::kernel::bpftool_json(&["link", "show", "pinned", pin.to_str().unwrap()])["id"]
+                .clone()
+        })
+        .collect()
+}
+
+/// The program ids in a dataplane's (or a Pod's) pinned `programs` array.
+fn program_array_ids(pin: &Path) -> Vec<u64> {
+    common::kernel::bpftool_json(&["map", "dump", "pinned", pin.to_str().unwrap()])
+        .as_array()
+        .expect("a dump is a list")
+        .iter()
+        .map(|e| {
+            e["value"]
+                .as_u64()
+                .or_else(|| e["formatted"]["value"].as_u64())
+                .unwrap_or_else(|| panic!("no program id in {e}"))
+        })
+        .collect()
+}
+
+#[test]
+#[ignore = "needs root: a limited Pod whose programs are swapped (run via make test)"]
+fn a_new_agent_swaps_its_programs_into_live_pods_in_place() {
+    use common::pod::{bandwidth, TestNet};
+    common::require_root();
+    let dir = scratch("upgrade");
+    write_main(&dir.join("net.d"), "10.244.2.0/24");
+    let net = TestNet::new("agentup", 254);
+    let pod = net.pod("p");
+    pod.add(Some(&bandwidth(Some(20_000_000), Some(20_000_000))))
+        .ok();
+    let before = program_array_ids(&pod.pin_dir().join("programs"));
+    let links = link_ids(&pod.pin_dir());
+    // A rollout: the new natra (another object, the same state layout)
+    // starts as the node agent.
+    let port = free_port();
+    let mut agent = std::process::Command::new(env!("CARGO_BIN_EXE_natra"))
+        .args(["agent", "--cni-conf-dir"])
+        .arg(dir.join("net.d"))
+        .arg("--cni-bin-dir")
+        .arg(dir.join("bin"))
+        .args(["--listen", &format!("127.0.0.1:{port}")])
+        .env("NATRA_PIN_ROOT", &net.pin_root)
+        .env("NATRA_TEST_PROGRAM_ID", "5eed")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .expect("cannot start natra agent");
+    let start = Instant::now();
+    while http_get(port, "/healthz").is_none_or(|(s, _)| s != 200) {
+        assert!(start.elapsed() < Duration::from_secs(10), "no /healthz");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let after = program_array_ids(&pod.pin_dir().join("programs"));
+    let (status, _) = common::sigterm_and_wait(&mut agent, Duration::from_secs(5));
+    assert!(status.success(), "{status}");
+    assert_eq!(after.len(), 2, "{after:?}");
+    for (b, a) in before.iter().zip(&after) {
+        assert_ne!(
+            b, a,
+            "the program array still holds the old programs: {before:?} -> {after:?}"
+        );
+    }
+    let layout_dir = fs::read_dir(net.pin_root.join("~dataplane"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let mut names: Vec<String> = fs::read_dir(&layout_dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with("pod_"))
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "pod_egress_0000000000005eed",
+            "pod_ingress_0000000000005eed"
+        ],
+        "the new programs are pinned, the old ones unpinned"
+    );
+    // Nothing re-attached: the same links, now jumping to the new programs.
+    let links_after = link_ids(&pod.pin_dir());
+    assert_eq!(links, links_after);
+    pod.check(Some(&bandwidth(Some(20_000_000), Some(20_000_000))))
+        .ok();
     let _ = fs::remove_dir_all(&dir);
 }

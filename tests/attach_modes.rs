@@ -250,6 +250,14 @@ impl Mode {
     }
 }
 
+/// The direction index of a program name (the key of the programs array).
+fn dir_index(prog: &str) -> u32 {
+    match prog {
+        "pod_ingress" => 0,
+        _ => 1,
+    }
+}
+
 fn tcx_hook(name: &str) -> TcxHook {
     match name {
         "ingress" => TcxHook::Ingress,
@@ -273,7 +281,7 @@ fn assert_placed(mode: Mode, pod: &Pod, veth: &str) {
                 (want_if, tcx_hook(hook).attach_type()),
                 "{mode:?}: {prog} must be at tcx {hook} of ifindex {want_if}"
             );
-            assert_eq!(kernel::prog_name(link.prog_id), prog);
+            kernel::behind_stub(&pod.pin_dir(), link.prog_id, dir_index(prog));
             let at = if mode.pod_side() {
                 pod_tcx(pod, pod_if, tcx_hook(hook))
             } else {
@@ -300,7 +308,7 @@ fn assert_placed(mode: Mode, pod: &Pod, veth: &str) {
             assert_eq!(f["options"]["handle"], format!("{HANDLE:#x}"), "{f:#}");
             assert_eq!(f["options"]["direct-action"], true, "{f:#}");
             assert_eq!(f["options"]["prog"]["id"], id, "{mode:?} {prog}: {f:#}");
-            assert_eq!(kernel::prog_name(id), prog);
+            kernel::behind_stub(&pod.pin_dir(), id, dir_index(prog));
         }
     }
     // The other side is untouched.

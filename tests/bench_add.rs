@@ -35,12 +35,19 @@ fn add_and_del_latency_natra_vs_upstream() {
     let upstream = Path::new("/usr/lib/cni/bandwidth");
     let natra = common::natra_bin();
     let mut rows = Vec::new();
-    for (name, plugin) in [("natra", natra.as_path()), ("upstream bandwidth", upstream)] {
+    for (name, plugin, mode) in [
+        ("natra tcx", natra.as_path(), Some("tcx-hostside")),
+        ("natra clsact", natra.as_path(), Some("clsact-hostside")),
+        ("upstream bandwidth", upstream, None),
+    ] {
         let (mut adds, mut dels) = (Vec::new(), Vec::new());
         for (pod, prev) in pods.iter().zip(&prevs) {
-            let conf = json!({"cniVersion": "1.0.0", "name": net.net_name,
-                              "type": if name == "natra" { "natra" } else { "bandwidth" },
+            let mut conf = json!({"cniVersion": "1.0.0", "name": net.net_name,
+                              "type": if mode.is_some() { "natra" } else { "bandwidth" },
                               "runtimeConfig": {"bandwidth": bw}, "prevResult": prev});
+            if let Some(mode) = mode {
+                conf["attachMode"] = json!(mode);
+            }
             adds.push(invoke(
                 plugin,
                 "ADD",
@@ -79,7 +86,9 @@ fn add_and_del_latency_natra_vs_upstream() {
             percentile(dels, 0.99)
         );
     }
-    let ratio = percentile(&rows[0].1, 0.5) / percentile(&rows[1].1, 0.5);
-    println!("natra / upstream ADD p50: {ratio:.2}  (target: natra ADD p50 <= 30 ms)");
+    for row in &rows[..2] {
+        let ratio = percentile(&row.1, 0.5) / percentile(&rows[2].1, 0.5);
+        println!("{} / upstream ADD p50: {ratio:.2}", row.0);
+    }
     net.assert_pin_root_clean();
 }

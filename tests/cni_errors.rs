@@ -71,6 +71,33 @@ impl PinSandbox {
             self.outer.display()
         );
     }
+
+    /// The pin root holds the node's shared dataplane (which stays after a
+    /// DEL) and nothing else: no slot of it held, nothing beside the root.
+    fn assert_only_the_dataplane(&self, what: &str) {
+        assert_eq!(
+            Self::entries(&self.root),
+            vec!["~dataplane".to_string()],
+            "{what}: entries in the pin root {}",
+            self.root.display()
+        );
+        let base = self.root.join("~dataplane");
+        let layouts = Self::entries(&base);
+        assert_eq!(layouts.len(), 1, "{what}: dataplanes {layouts:?}");
+        for layout in layouts {
+            let slots = Self::entries(&base.join(&layout).join("slots"));
+            assert!(
+                slots.is_empty(),
+                "{what}: slots of {layout} held: {slots:?}"
+            );
+        }
+        assert_eq!(
+            Self::entries(&self.outer),
+            vec!["pins".to_string()],
+            "{what}: new entries beside the pin root in {}",
+            self.outer.display()
+        );
+    }
 }
 
 impl Drop for PinSandbox {
@@ -468,5 +495,5 @@ fn successful_verbs_print_only_their_result() {
     assert!(!kernel::link_exists(ingress.id) && !kernel::link_exists(egress.id));
     let (at_ingress, at_egress) = kernel::tcx_both(ifindex);
     assert!(at_ingress.prog_ids.is_empty() && at_egress.prog_ids.is_empty());
-    sandbox.assert_untouched("after DEL");
+    sandbox.assert_only_the_dataplane("after DEL");
 }

@@ -108,7 +108,7 @@ fn assert_links_gone(ids: &[u32]) {
 }
 
 fn config_rates(pod: &Pod) -> Vec<(u64, u64)> {
-    kernel::map_dump_formatted(&pod.pin_dir().join("config"))
+    kernel::slot_dump(&pod.pin_dir(), "config")
         .into_iter()
         .map(|(key, value)| {
             let rate = value["rate_bytes_per_sec"]
@@ -186,7 +186,8 @@ fn egress_only_limit_attaches_only_pod_egress() {
             "bucket",
             "config",
             "counters",
-            "pod_egress_link"
+            "pod_egress_link",
+            "programs"
         ]),
         "only the limited direction gets a link"
     );

@@ -144,10 +144,14 @@ fn gc_keeps_listed_pods_and_removes_the_rest() {
         assert!(!kernel::link_exists(id), "link {id} still exists after GC");
     }
     keep.check(Some(&bw)).ok();
-    assert_eq!(
-        net.pin_root_entries(),
-        vec![format!("{}/{}:eth0", net.net_name, keep.id)]
-    );
+    // The kept Pod's attachment and its slot of the shared dataplane; the
+    // others' slots are free.
+    let mut left = vec![
+        format!("{}/{}:eth0", net.net_name, keep.id),
+        kernel::slot_entry(&keep.pin_dir()),
+    ];
+    left.sort();
+    assert_eq!(net.pin_root_entries(), left);
 }
 
 #[test]
@@ -164,11 +168,29 @@ fn twenty_concurrent_adds_and_dels() {
             assert!(out.success, "ADD {i} failed: {}{}", out.stdout, out.stderr);
         }
     });
+    let mut slots = std::collections::HashSet::new();
     for p in &pods {
-        // 3 maps, 2 links and the attachment record.
-        assert_eq!(p.pins().map(|v| v.len()), Some(6), "{} pins", p.id);
+        // 3 maps, the program array, 2 links and the attachment record.
+        assert_eq!(
+            p.pins(),
+            Some(common::PINS_BOTH_WAYS.map(String::from).to_vec()),
+            "{} pins",
+            p.id
+        );
         p.check(Some(&bw)).ok();
+        // each its own slot of the shared dataplane
+        let slot = kernel::slot_entry(&p.pin_dir());
+        assert!(slots.insert(slot.clone()), "{} shares {slot}", p.id);
     }
+    let mut held: Vec<String> = net
+        .pin_root_entries()
+        .into_iter()
+        .filter(|e| e.starts_with("~dataplane/"))
+        .collect();
+    held.sort();
+    let mut claimed: Vec<String> = slots.into_iter().collect();
+    claimed.sort();
+    assert_eq!(held, claimed, "the slots held are the Pods' own");
     std::thread::scope(|s| {
         let dels: Vec<_> = pods.iter().map(|p| s.spawn(|| p.del(Some(&bw)))).collect();
         for (i, d) in dels.into_iter().enumerate() {

@@ -684,7 +684,7 @@ fn run_pod_sandbox_latency_with_and_without_natra() {
             }
         }
     }
-    let limited = natra.pin_root_entries().len();
+    let limited = natra.attachment_dirs().len();
     let p = |s: &[Duration], q| ms(percentile(s, q));
     let (p50_plain, p99_plain) = (p(&samples[0], 50.0), p(&samples[0], 99.0));
     let (p50_natra, p99_natra) = (p(&samples[1], 50.0), p(&samples[1], 99.0));

@@ -106,16 +106,11 @@ fn iperf(client: &Pod, server: &Pod, server_ip: &str, port: u16, extra: &[&str])
 
 /// natra's per-direction counters summed over CPUs: (passed, dropped) packets.
 fn counters(pod: &Pod) -> [(u64, u64); 2] {
-    let pin = pod.pin_dir().join("counters");
-    let dump = kernel::bpftool_json(&["map", "dump", "pinned", pin.to_str().unwrap()]);
     let mut out = [(0, 0); 2];
-    for entry in dump.as_array().expect("counters dump is a list") {
-        let f = &entry["formatted"];
-        let key = f["key"].as_u64().expect("counters key") as usize;
-        for cpu in f["values"].as_array().expect("per-CPU values") {
-            let v = &cpu["value"];
-            out[key].0 += v["passed_packets"].as_u64().unwrap_or(0);
-            out[key].1 += v["dropped_packets"].as_u64().unwrap_or(0);
+    for (dir, cpus) in kernel::slot_dump_per_cpu(&pod.pin_dir(), "counters") {
+        for v in cpus {
+            out[dir as usize].0 += v["passed_packets"].as_u64().unwrap_or(0);
+            out[dir as usize].1 += v["dropped_packets"].as_u64().unwrap_or(0);
         }
     }
     out
@@ -255,7 +250,7 @@ fn client_is_held_to_its_cap_both_ways() {
 
     // The buckets as the kernel holds them: (rate B/s, burst B) per key.
     let mut buckets = [(0u64, 0u64); 2];
-    for (key, value) in kernel::map_dump_formatted(&client.pin_dir().join("config")) {
+    for (key, value) in kernel::slot_dump(&client.pin_dir(), "config") {
         buckets[key as usize] = (
             value["rate_bytes_per_sec"].as_u64().unwrap(),
             value["burst_bytes"].as_u64().unwrap(),

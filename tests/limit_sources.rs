@@ -4,9 +4,7 @@
 //! Asserted on what the kernel holds: the pinned config map.
 mod common;
 
-use std::process::Command;
-
-use common::pod::{bandwidth, run_ok, TestNet};
+use common::pod::{bandwidth, TestNet};
 use serde_json::{json, Value};
 
 /// natra with both capabilities and a node-wide static default of 8 Mbit/s
@@ -20,23 +18,15 @@ fn natra_entry() -> Value {
     })
 }
 
-/// Rates in the kernel (bytes/s), ingress then egress; 0 = not limited.
+/// Rates in the kernel (bytes/s), ingress then egress; 0 = not limited:
+/// the Pod interface's own slot of the config map.
 fn kernel_rates(pin_dir: &std::path::Path) -> (u64, u64) {
-    let out = run_ok(
-        Command::new("bpftool")
-            .args(["-j", "map", "dump", "pinned"])
-            .arg(pin_dir.join("config")),
-    );
-    let entries: Vec<Value> = serde_json::from_str(&out).unwrap();
-    let rate = |key: u64| {
+    let entries = common::kernel::slot_dump(pin_dir, "config");
+    let rate = |dir: u64| {
         entries
             .iter()
-            .find(|e| e["formatted"]["key"] == key)
-            .map(|e| {
-                e["formatted"]["value"]["rate_bytes_per_sec"]
-                    .as_u64()
-                    .unwrap()
-            })
+            .find(|(d, _)| *d == dir)
+            .map(|(_, value)| value["rate_bytes_per_sec"].as_u64().unwrap())
             .unwrap_or(0)
     };
     (rate(0), rate(1))

@@ -45,20 +45,17 @@ const TOLERANCE: f64 = 0.10;
 const MICE_PORT: u16 = 7070;
 const IPERF_PORT: u16 = 5411;
 
-/// passed_mouse_bytes and passed_heavy_bytes of one direction (key) of the
-/// client Pod, summed over CPUs.
+/// passed_mouse_bytes and passed_heavy_bytes of one direction (index) of
+/// the client Pod, summed over CPUs: its own slot of the counters map.
 fn class_bytes(pod: &Pod, key: usize) -> (u64, u64) {
-    let pin = pod.pin_dir().join("counters");
-    let dump = kernel::bpftool_json(&["map", "dump", "pinned", pin.to_str().unwrap()]);
     let mut out = (0, 0);
-    for entry in dump.as_array().expect("counters dump is a list") {
-        let f = &entry["formatted"];
-        if f["key"].as_u64() != Some(key as u64) {
+    for (dir, cpus) in kernel::slot_dump_per_cpu(&pod.pin_dir(), "counters") {
+        if dir != key as u64 {
             continue;
         }
-        for cpu in f["values"].as_array().expect("per-CPU values") {
-            out.0 += cpu["value"]["passed_mouse_bytes"].as_u64().unwrap_or(0);
-            out.1 += cpu["value"]["passed_heavy_bytes"].as_u64().unwrap_or(0);
+        for v in cpus {
+            out.0 += v["passed_mouse_bytes"].as_u64().unwrap_or(0);
+            out.1 += v["passed_heavy_bytes"].as_u64().unwrap_or(0);
         }
     }
     out

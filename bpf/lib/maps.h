@@ -1,43 +1,57 @@
 /* SPDX-License-Identifier: Apache-2.0 */
-/* Maps of one attachment (one Pod interface); indexed by enum natra_direction,
- * except the sketch. Each Pod interface loads its own object, so no state is
- * shared between Pods. */
+/* The dataplane's maps. natra_cfg, natra_bucket and natra_stats are indexed
+ * by slot x NATRA_DIR_COUNT + enum natra_direction (include/natra.h): the
+ * shared load holds NATRA_SLOTS slots, a private load (one Pod interface)
+ * one, sized by the control plane before load. Slots share nothing but the
+ * maps: each has its own keys and its own range of sketch cells. */
 #ifndef NATRA_MAPS_H
 #define NATRA_MAPS_H
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NATRA_DIR_COUNT);
+	__uint(max_entries, NATRA_SLOTS * NATRA_DIR_COUNT);
 	__type(key, __u32);
 	__type(value, struct natra_config);
 } natra_cfg SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NATRA_DIR_COUNT);
+	__uint(max_entries, NATRA_SLOTS * NATRA_DIR_COUNT);
 	__type(key, __u32);
 	__type(value, struct natra_bucket_state);
 } natra_bucket SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NATRA_DIR_COUNT);
+	__uint(max_entries, NATRA_SLOTS * NATRA_DIR_COUNT);
 	__type(key, __u32);
 	__type(value, struct natra_counters);
 } natra_stats SEC(".maps");
 
-/* Count-Min Sketch cells of both directions: key = dir x depth x width + row
- * x width + col (natra_config.sketch_base is the first term). max_entries is
- * set by the control plane before load (2 x depth x width); this default
- * holds the default geometry, depth 4 x width 128, for the tests' own loads. */
+/* Count-Min Sketch cells: key = natra_config.sketch_base + row x width +
+ * col. The shared load gives each slot's direction NATRA_SLOT_SKETCH_CELLS;
+ * a private load is sized by the control plane before load (2 x depth x
+ * width, sketch_base = dir x depth x width). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NATRA_DIR_COUNT * 4 * 128);
+	__uint(max_entries, NATRA_SLOTS * NATRA_DIR_COUNT * NATRA_SLOT_SKETCH_CELLS);
 	__type(key, __u32);
 	__type(value, __u64);
 } natra_sketch SEC(".maps");
 
-/* What ADD attached where (key 0), pinned as `attachment`; control plane only. */
+/* The shared programs by enum natra_direction, for the stubs' tail calls;
+ * pinned as long as any stub may jump through it (a PROG_ARRAY is flushed
+ * when its last user reference goes). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PROG_ARRAY);
+	__uint(max_entries, NATRA_DIR_COUNT);
+	__type(key, __u32);
+	__type(value, __u32);
+} natra_progs SEC(".maps");
+
+/* What ADD attached where (key 0), pinned as `attachment`; control plane
+ * only. A private load's own; a Pod on the shared dataplane gets a map of
+ * this type made for it alone. */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
 	__uint(max_entries, 1);

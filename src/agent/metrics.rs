@@ -11,6 +11,8 @@
 use prometheus::{Encoder, GaugeVec, IntCounterVec, Opts, Registry, TextEncoder};
 use serde_json::Value;
 
+use crate::dataplane::shared::DataplaneView;
+
 /// The agent's own counters, cumulative since it started.
 #[derive(Debug, Default, Clone)]
 pub struct AgentCounters {
@@ -38,8 +40,12 @@ fn gauge(reg: &Registry, name: &str, help: &str) -> GaugeVec {
 }
 
 /// The text exposition of `attachments` (as `natra inspect --json` lists
-/// them) and `agent`.
-pub fn render(attachments: &[Value], agent: &AgentCounters) -> String {
+/// them), the node's shared `dataplanes` and `agent`.
+pub fn render(
+    attachments: &[Value],
+    dataplanes: &[DataplaneView],
+    agent: &AgentCounters,
+) -> String {
     let reg = Registry::new();
     let packets = counter(
         &reg,
@@ -115,6 +121,26 @@ pub fn render(attachments: &[Value], agent: &AgentCounters) -> String {
                 .inc_by(n("malformed_packets"));
         }
     }
+    let slots = GaugeVec::new(
+        Opts::new(
+            "natra_dataplane_slots",
+            "Slots of a shared dataplane (one per limited Pod interface), held or in all; \
+             with none free, ADD falls back to a private load per Pod.",
+        ),
+        &["layout", "state"],
+    )
+    .expect("valid metric");
+    reg.register(Box::new(slots.clone()))
+        .expect("unique metric");
+    for d in dataplanes {
+        let layout = d.layout.as_str();
+        slots
+            .with_label_values(&[layout, "held"])
+            .set(d.slots_used as f64);
+        slots
+            .with_label_values(&[layout, "total"])
+            .set(f64::from(d.slots));
+    }
     let agent_counter = |name: &str, help: &str, value: u64| {
         let c = prometheus::IntCounter::new(name, help).expect("valid metric");
         c.inc_by(value);
@@ -169,7 +195,18 @@ mod tests {
 
     #[test]
     fn verdicts_partition_the_packets_and_labels_name_the_pod() {
-        let text = render(&[attachment()], &AgentCounters::default());
+        let dp = DataplaneView {
+            layout: "00ab".into(),
+            current: true,
+            programs: vec![],
+            slots_used: 3,
+            slots: 512,
+        };
+        let text = render(&[attachment()], &[dp], &AgentCounters::default());
+        assert!(
+            text.contains("natra_dataplane_slots{layout=\"00ab\",state=\"held\"} 3"),
+            "{text}"
+        );
         let series: Vec<&str> = text
             .lines()
             .filter(|l| l.starts_with("natra_packets_total{"))

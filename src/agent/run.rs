@@ -93,6 +93,22 @@ fn reconcile_once(root: &std::path::Path, shared: &Shared) {
             }
         }
     }
+    // Slots no attachment holds and dataplanes of layouts no Pod uses any
+    // more, under the lock ADD claims slots under.
+    let collected =
+        crate::cni::lock::lock_node().and_then(|_lock| crate::dataplane::collect_shared(root));
+    match collected {
+        Ok(done) if done.slots + done.dataplanes > 0 => log::info!(
+            "agent: freed {} slot(s) no attachment held, removed {} unused dataplane(s)",
+            done.slots,
+            done.dataplanes
+        ),
+        Ok(_) => {}
+        Err(e) => {
+            log::error!("agent: cannot collect unused dataplane state: {e}");
+            shared.count_error("collect");
+        }
+    }
 }
 
 pub fn run(opts: AgentOptions) -> Result<()> {
@@ -107,6 +123,17 @@ pub fn run(opts: AgentOptions) -> Result<()> {
     );
     let shared = Arc::new(Shared::default());
     let started = Instant::now();
+    // The dataplane is the node's: loaded (or upgraded in place) now, so the
+    // first ADD after a node boot or a rollout pays no verification.
+    match crate::cni::lock::lock_node()
+        .and_then(|_lock| crate::dataplane::prepare_shared(&opts.pin_root))
+    {
+        Ok(opened) => log::info!("agent: shared dataplane {opened}"),
+        Err(e) => {
+            log::error!("agent: cannot load the shared dataplane (the first ADD will): {e}");
+            shared.count_error("dataplane");
+        }
+    }
     let keeper = {
         let (cfg, shared) = (opts.chain.clone(), shared.clone());
         thread::spawn(move || {
@@ -184,7 +211,11 @@ pub fn run(opts: AgentOptions) -> Result<()> {
                     (
                         200,
                         "text/plain; version=0.0.4; charset=utf-8",
-                        metrics::render(&all, &counters),
+                        metrics::render(
+                            &all,
+                            &crate::dataplane::shared::list(&opts.pin_root).unwrap_or_default(),
+                            &counters,
+                        ),
                     )
                 }
                 Err(e) => {

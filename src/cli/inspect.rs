@@ -2,6 +2,7 @@
 //! (dataplane::view), formatted for the operator, as JSON or for Prometheus.
 use std::path::Path;
 
+use crate::dataplane::shared::DataplaneView;
 use crate::dataplane::view::{AttachmentView, DirectionView};
 use crate::dataplane::Direction;
 use crate::error::Result;
@@ -120,16 +121,35 @@ pub fn stats_table(attachments: &[AttachmentView]) -> String {
 }
 
 /// `natra inspect` without --json: a short human summary.
-pub fn inspect_text(attachments: &[AttachmentView]) -> String {
+pub fn inspect_text(attachments: &[AttachmentView], dataplanes: &[DataplaneView]) -> String {
     let mut out = String::new();
+    for d in dataplanes {
+        out.push_str(&format!(
+            "dataplane {}{}: {} of {} slots held, programs {}\n",
+            d.layout,
+            if d.current {
+                " (this natra's layout)"
+            } else {
+                ""
+            },
+            d.slots_used,
+            d.slots,
+            d.programs.join(" ")
+        ));
+    }
     for a in attachments {
         let (mode, flags) = match &a.attachment {
             Some(r) if r.flags.is_empty() => (r.mode.as_str(), "none".to_owned()),
             Some(r) => (r.mode.as_str(), r.flags.join(",")),
             None => ("unrecorded", "none".to_owned()),
         };
+        let place = match &a.attachment {
+            Some(r) if r.dataplane == "private" => "private dataplane".to_owned(),
+            Some(r) => format!("slot {} gen {} of {}", r.slot, r.generation, r.dataplane),
+            None => "no record".to_owned(),
+        };
         out.push_str(&format!(
-            "{}{} {}  mode {mode} flags {flags}  (pins {}, BPF memlock {})\n",
+            "{}{} {}  mode {mode} flags {flags}  {place}  (pins {}, BPF memlock {})\n",
             pod_prefix(a),
             a.container_id,
             a.ifname,

@@ -138,7 +138,9 @@ pub fn run() -> ExitCode {
                 if json {
                     emit(&inspect::json(&all));
                 } else {
-                    emit(&inspect::inspect_text(&all));
+                    let root = crate::dataplane::pins::pin_root();
+                    let dataplanes = crate::dataplane::shared::list(&root).unwrap_or_default();
+                    emit(&inspect::inspect_text(&all, &dataplanes));
                 }
             }),
         CliCommand::Stats { prometheus } => {

@@ -28,7 +28,13 @@ pub fn run(env: &CniEnv, stdin: &[u8]) -> Result<Option<Value>> {
     }
     let _lock = lock::lock_node()?;
     if env.command == Command::Gc {
-        return gc::collect(&conf).map(|_| None);
+        gc::collect(&conf)?;
+        // Slots left by a natra killed half-way, other layouts' dataplanes
+        // no Pod uses any more (docs/dataplane.md).
+        if let Err(e) = crate::dataplane::collect_shared(&crate::dataplane::pins::pin_root()) {
+            log::warn!("GC: cannot collect unused dataplane state: {e}");
+        }
+        return Ok(None);
     }
     match env.command {
         Command::Add => {

@@ -2,31 +2,36 @@
 //!
 //! 1. [`install`] probes EDT (edt.rs: fq on the Pod's interface, or not) and
 //!    plans the stages (modes.rs: which loads, with which attach modes);
-//! 2. [`run_stage`], per stage until one works: [`load`] the skeleton sized
-//!    and with the autoloads for these limits, write each limited
-//!    direction's config and full bucket, pin the maps;
-//! 3. [`attach_stage`] pins the record map and tries the stage's modes in
-//!    turn; [`attempt`] writes the record, then [`attach_all`] attaches each
+//! 2. [`run_stage`], per stage until one works: a slot of the shared
+//!    dataplane (shared.rs: loaded once per node, the slot claimed, its
+//!    state zeroed under a new generation), or a private load where the
+//!    shared one cannot serve; [`place_and_attach`] pins the record and the
+//!    maps, writes each limited direction's config and full bucket and makes
+//!    a stub per limited direction (sys.rs, a few raw instructions);
+//! 3. [`attach_stage`] tries the stage's modes in turn; [`attempt`] writes
+//!    the record, then [`attach_all`] attaches each
 //!    limited direction (tcx link or clsact filter, on the host veth or
 //!    inside the Pod's netns), the fault hooks (faults.rs) firing after each;
 //! 4. a failed attempt undoes itself from its record (teardown.rs); a failed
-//!    stage is removed with its pins; fq natra installed goes once EDT is
-//!    given up.
+//!    stage is removed with its pins and gives its slot back; fq natra
+//!    installed goes once EDT is given up.
 //!
 //! On failure nothing stays behind: no attached program, no pin, no qdisc
 //! natra made.
 use std::mem::MaybeUninit;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 
 use libbpf_rs::skel::{OpenSkel, SkelBuilder};
 use libbpf_rs::OpenObject;
 
 use super::direction::Direction;
 use super::modes::{on_side, plan, AttachMode, Installed, Options, Stage, Target};
-use super::pins::{self, AttachmentPins, BUCKET_MAP, CONFIG_MAP, COUNTERS_MAP};
+use super::pins::{self, AttachmentPins, BUCKET_MAP, CONFIG_MAP, COUNTERS_MAP, PROGRAMS_MAP};
+use super::placement::Placement;
 use super::record::{self, Record, EDT, EDT_INGRESS, OWNS_CLSACT, OWNS_FQ, OWNS_HOST_FQ};
 use super::skeleton::{NatraSkel, NatraSkelBuilder};
-use super::{clsact, edt, faults, maps, sys, teardown};
+use super::{clsact, edt, faults, maps, shared, sys, teardown};
+use crate::contract::NATRA_SLOT_SKETCH_CELLS;
 use crate::error::{Context, Error, ErrorKind, Result};
 use crate::limits::PodLimits;
 use crate::qdisc;
@@ -74,6 +79,9 @@ pub fn install(
                 if let Err(e) = teardown::undo(pins, Some(&target.netns), false) {
                     log::warn!("rollback: {e}");
                 }
+                if let Err(e) = shared::release(&pins::pin_root(), pins) {
+                    log::warn!("rollback: {e}");
+                }
                 if let Err(e) = pins.remove_all() {
                     log::warn!("rollback: {e}");
                 }
@@ -95,12 +103,18 @@ pub fn install(
 }
 
 /// STATUS: the pin root is on a bpffs and the programs load (which also
-/// proves BTF and the verifier are happy on this kernel).
+/// proves BTF and the verifier are happy on this kernel). Once the node's
+/// shared dataplane holds this natra's programs, the kernel has already
+/// verified them: that is the answer, without loading them again.
 pub fn probe_ready() -> Result<()> {
     let not_ready = |what: &str, cause: &dyn std::fmt::Display| {
         Error::new(ErrorKind::NotReady, format!("natra is not ready: {what}")).with_details(cause)
     };
-    pins::ensure_bpffs(&pins::pin_root()).map_err(|e| not_ready("bpffs is not usable", &e))?;
+    let root = pins::pin_root();
+    pins::ensure_bpffs(&root).map_err(|e| not_ready("bpffs is not usable", &e))?;
+    if shared::holds_this_natras_programs(&root) {
+        return Ok(());
+    }
     let mut storage = MaybeUninit::uninit();
     NatraSkelBuilder::default()
         .open(&mut storage)
@@ -109,34 +123,127 @@ pub fn probe_ready() -> Result<()> {
     Ok(())
 }
 
-/// One load of the dataplane, attached in the first of `stage.modes` that
-/// works; [`install`] cleans up after a failure.
+/// The maps a Pod interface's state lives in and its place in them: the
+/// shared dataplane's, or a private load's.
+struct Slotted<'a> {
+    config: BorrowedFd<'a>,
+    bucket: BorrowedFd<'a>,
+    counters: BorrowedFd<'a>,
+    programs: BorrowedFd<'a>,
+    record: BorrowedFd<'a>,
+    place: Placement,
+}
+
+/// One stage: a slot of the shared dataplane (or, where it cannot serve, a
+/// private load), its state written, stubs attached in the first of
+/// `stage.modes` that works; [`install`] cleans up after a failure.
 fn run_stage(
     pins: &AttachmentPins,
     target: &Target,
     limits: &PodLimits,
     stage: &Stage,
 ) -> Result<AttachMode> {
+    let params = limits.pod_ingress.or(limits.pod_egress);
+    let fits = params.is_none_or(|p| p.sketch_cells() <= NATRA_SLOT_SKETCH_CELLS as u32);
+    if fits {
+        let (dp, _) = shared::open_or_load(&pins::pin_root())?;
+        if let Some(claim) = shared::claim(&dp)? {
+            log::debug!(
+                "shared dataplane {:016x}: slot {} generation {}",
+                claim.place.layout,
+                claim.place.slot,
+                claim.place.generation
+            );
+            let slotted = Slotted {
+                config: dp.config.as_fd(),
+                bucket: dp.bucket.as_fd(),
+                counters: dp.counters.as_fd(),
+                programs: dp.programs.as_fd(),
+                record: claim.record.as_fd(),
+                place: claim.place,
+            };
+            return place_and_attach(pins, target, limits, stage, &slotted);
+        }
+        log::warn!(
+            "every slot of the shared dataplane is held ({}): loading a private dataplane for this Pod",
+            Placement::SLOTS
+        );
+    } else {
+        log::info!(
+            "the sketch needs more than a slot's {NATRA_SLOT_SKETCH_CELLS} cells: loading a private dataplane for this Pod"
+        );
+    }
     let mut storage = MaybeUninit::uninit();
-    let mut skel = load(&mut storage, limits)?;
-    write_limits(&skel, limits, stage.edt_ingress, stage.edt)?;
-    pins.create()?;
-    pin_maps(&mut skel, pins)?;
-    let progs: Vec<_> = Direction::ALL
-        .into_iter()
-        .filter(|dir| dir.limit(limits).is_some())
-        .map(|dir| match dir {
-            Direction::PodIngress => (dir, skel.progs.pod_ingress.as_fd()),
-            Direction::PodEgress => (dir, skel.progs.pod_egress.as_fd()),
-        })
-        .collect();
-    attach_stage(pins, target, &progs, skel.maps.natra_attach.as_fd(), stage)
+    let skel = load_private(&mut storage, limits)?;
+    for d in Direction::ALL {
+        let prog = match d {
+            Direction::PodIngress => &skel.progs.pod_ingress,
+            Direction::PodEgress => &skel.progs.pod_egress,
+        };
+        if d.limit(limits).is_some() {
+            let fd = prog.as_fd().as_raw_fd() as u32;
+            sys::update(
+                skel.maps.natra_progs.as_fd(),
+                &d.index(),
+                &fd,
+                "cannot put a program in the program array",
+            )?;
+        }
+    }
+    record::write_none(skel.maps.natra_attach.as_fd(), &Placement::PRIVATE)?;
+    let slotted = Slotted {
+        config: skel.maps.natra_cfg.as_fd(),
+        bucket: skel.maps.natra_bucket.as_fd(),
+        counters: skel.maps.natra_stats.as_fd(),
+        programs: skel.maps.natra_progs.as_fd(),
+        record: skel.maps.natra_attach.as_fd(),
+        place: Placement::PRIVATE,
+    };
+    place_and_attach(pins, target, limits, stage, &slotted)
 }
 
-/// Opens and loads the skeleton: only the limited directions' programs,
-/// each typed for its host-veth hook; the sketch map sized for this Pod
-/// before load (docs/dataplane.md).
-fn load<'obj>(
+/// Pins the record first (teardown finds everything else from it), then the
+/// maps, writes the limits, makes the stubs and attaches them.
+fn place_and_attach(
+    pins: &AttachmentPins,
+    target: &Target,
+    limits: &PodLimits,
+    stage: &Stage,
+    s: &Slotted<'_>,
+) -> Result<AttachMode> {
+    pins.create()?;
+    sys::pin_fd(s.record, &pins.map(pins::ATTACHMENT_MAP))?;
+    for (fd, name) in [
+        (s.config, CONFIG_MAP),
+        (s.bucket, BUCKET_MAP),
+        (s.counters, COUNTERS_MAP),
+        (s.programs, PROGRAMS_MAP),
+    ] {
+        sys::pin_fd(fd, &pins.map(name))?;
+    }
+    write_limits(s, limits, stage.edt_ingress, stage.edt)?;
+    let mut stubs = Vec::new();
+    for dir in Direction::ALL
+        .into_iter()
+        .filter(|dir| dir.limit(limits).is_some())
+    {
+        let stub = sys::load_stub(
+            s.programs,
+            dir.index(),
+            s.place.slot,
+            s.place.generation,
+            dir.program_name(),
+        )?;
+        stubs.push((dir, stub));
+    }
+    let progs: Vec<_> = stubs.iter().map(|(d, fd)| (*d, fd.as_fd())).collect();
+    attach_stage(pins, target, &progs, s.record, stage, s.place)
+}
+
+/// Opens and loads a private copy of the object for one Pod interface: only
+/// the limited directions' programs, maps sized for one slot and this Pod's
+/// sketch (docs/dataplane.md).
+fn load_private<'obj>(
     storage: &'obj mut MaybeUninit<OpenObject>,
     limits: &PodLimits,
 ) -> Result<NatraSkel<'obj>> {
@@ -149,29 +256,28 @@ fn load<'obj>(
             Direction::PodEgress => &mut open.progs.pod_egress,
         };
         prog.set_autoload(dir.limit(limits).is_some());
-        prog.set_attach_type(dir.host_veth_hook());
     }
+    let one_slot = Direction::ALL.len() as u32;
+    let sized = |m: &mut libbpf_rs::OpenMapMut<'_>, n: u32| {
+        m.set_max_entries(n)
+            .context(ErrorKind::Dataplane, "cannot size the maps")
+    };
+    sized(&mut open.maps.natra_cfg, one_slot)?;
+    sized(&mut open.maps.natra_bucket, one_slot)?;
+    sized(&mut open.maps.natra_stats, one_slot)?;
     if let Some(p) = limits.pod_ingress.or(limits.pod_egress) {
-        open.maps
-            .natra_sketch
-            .set_max_entries(maps::sketch_entries(&p))
-            .context(ErrorKind::Dataplane, "cannot size the sketch map")?;
+        sized(&mut open.maps.natra_sketch, maps::sketch_entries(&p))?;
     }
     open.load()
         .context(ErrorKind::Dataplane, "cannot load the BPF programs")
 }
 
-/// Each limited direction's config and a full bucket. With `edt` (fq is the
-/// root qdisc of the Pod's interface and the mode is Pod-side) pod egress's
-/// config carries NATRA_CFG_EDT with its horizons and debts, with
-/// `edt_ingress` (fq on the host veth, host-side mode) pod ingress's
-/// (limits::with_edt_dirs).
-fn write_limits(
-    skel: &NatraSkel<'_>,
-    limits: &PodLimits,
-    edt_ingress: bool,
-    edt: bool,
-) -> Result<()> {
+/// Each limited direction's config and a full bucket at the slot's keys.
+/// With `edt` (fq is the root qdisc of the Pod's interface and the mode is
+/// Pod-side) pod egress's config carries NATRA_CFG_EDT with its horizons and
+/// debts, with `edt_ingress` (fq on the host veth, host-side mode) pod
+/// ingress's (limits::with_edt_dirs).
+fn write_limits(s: &Slotted<'_>, limits: &PodLimits, edt_ingress: bool, edt: bool) -> Result<()> {
     // the program's clock (bpf_ktime_get_coarse_ns)
     let now = nix::time::clock_gettime(nix::time::ClockId::CLOCK_MONOTONIC_COARSE)
         .context(ErrorKind::Dataplane, "cannot read CLOCK_MONOTONIC_COARSE")?;
@@ -183,42 +289,28 @@ fn write_limits(
     let written = limits.with_edt_dirs(edt_ingress, edt);
     for dir in Direction::ALL {
         if let Some(params) = dir.limit(&written) {
-            maps::write_config(skel.maps.natra_cfg.as_fd(), dir, &params)?;
-            maps::write_bucket_full(skel.maps.natra_bucket.as_fd(), dir, &params, now_ns)?;
+            // The bucket first: the config makes the slot live.
+            maps::write_bucket_full(s.bucket, s.place.key(dir), &params, now_ns)?;
+            maps::write_config(s.config, dir, &params, &s.place)?;
         }
     }
     Ok(())
 }
 
-fn pin_maps(skel: &mut NatraSkel<'_>, pins: &AttachmentPins) -> Result<()> {
-    for (map, name) in [
-        (&mut skel.maps.natra_cfg, CONFIG_MAP),
-        (&mut skel.maps.natra_bucket, BUCKET_MAP),
-        (&mut skel.maps.natra_stats, COUNTERS_MAP),
-    ] {
-        let path = pins.map(name);
-        map.pin(&path).context(
-            ErrorKind::Dataplane,
-            format!("cannot pin {}", path.display()),
-        )?;
-    }
-    Ok(())
-}
-
-/// Pins the record map, then tries the stage's modes in order on the loaded
-/// programs `progs` (one per limited direction). Returns the mode that
-/// worked; a failed attempt leaves nothing attached.
+/// Tries the stage's modes in order on the stubs `progs` (one per limited
+/// direction). Returns the mode that worked; a failed attempt leaves nothing
+/// attached.
 fn attach_stage(
     pins: &AttachmentPins,
     target: &Target,
     progs: &[(Direction, BorrowedFd<'_>)],
     record_map: BorrowedFd<'_>,
     stage: &Stage,
+    place: Placement,
 ) -> Result<AttachMode> {
-    sys::pin_fd(record_map, &pins.map(pins::ATTACHMENT_MAP))?;
     let mut failures = Vec::new();
     for &mode in &stage.modes {
-        match attempt(pins, target, progs, record_map, stage, mode) {
+        match attempt(pins, target, progs, record_map, stage, mode, place) {
             Ok(()) => {
                 if !failures.is_empty() {
                     log::info!("attachMode auto: fell back to {mode}");
@@ -253,6 +345,7 @@ fn attempt(
     record_map: BorrowedFd<'_>,
     stage: &Stage,
     mode: AttachMode,
+    place: Placement,
 ) -> Result<()> {
     let mut rec = Record {
         mode,
@@ -261,15 +354,16 @@ fn attempt(
         flags: stage_flags(stage),
         pod: target.pod.clone(),
         netns: target.netns.to_string_lossy().into_owned(),
+        place,
     };
-    record::write(record_map, Some(&rec))?;
+    record::write(record_map, &rec)?;
     let result = attach_all(pins, target, progs, record_map, &mut rec);
     if result.is_err() {
         // The fq stays: the next mode of the stage paces with it too.
         if let Err(e) = teardown::undo_record(pins, &rec, Some(&target.netns), false) {
             log::warn!("rollback of attachMode {mode}: {e}");
         }
-        if let Err(e) = record::write(record_map, None) {
+        if let Err(e) = record::write_none(record_map, &place) {
             log::warn!("rollback of attachMode {mode}: {e}");
         }
     }
@@ -302,21 +396,21 @@ fn attach_all(
             let hook = mode.clsact_hook(dir);
             // The record says natra owns the clsact qdisc before natra makes
             // it: killed in between, DEL still removes it (only while empty).
-            let absent = on_side(mode, &target.netns, move || {
-                qdisc::clsact_slot_kind(ifindex).map(|k| k.is_none())
+            let slot = on_side(mode, &target.netns, move || {
+                qdisc::clsact_slot_kind(ifindex)
             })?;
-            let intended = absent && !rec.has(OWNS_CLSACT);
+            let intended = slot.is_none() && !rec.has(OWNS_CLSACT);
             if intended {
                 rec.flags |= OWNS_CLSACT;
-                record::write(record_map, Some(rec))?;
+                record::write(record_map, rec)?;
             }
             let attached = on_side(mode, &target.netns, move || {
-                clsact::attach(prog, ifindex, hook)
+                clsact::attach_to(prog, ifindex, hook, slot)
             })?;
             if intended && !attached.created_clsact {
                 // Someone else made it in between: it is theirs.
                 rec.flags &= !OWNS_CLSACT;
-                record::write(record_map, Some(rec))?;
+                record::write(record_map, rec)?;
             }
         }
         faults::after_attach(n + 1)?;

@@ -10,6 +10,7 @@ use super::direction::Direction;
 use super::maps;
 use super::modes::{on_side, AttachMode, EdtPacing, ModeChoice, Options, Target};
 use super::pins::{AttachmentPins, CONFIG_MAP};
+use super::placement::Placement;
 use super::record::{self, Record, EDT};
 use super::skeleton::types::natra_config;
 use super::sys;
@@ -50,20 +51,20 @@ pub fn verify(
             continue;
         };
         verify_direction(pins, &record, target, dir)?;
-        let found = maps::read_config(config.as_fd(), dir)?;
+        let found = maps::read_config(config.as_fd(), record.place.key(dir))?;
         let params = if record::edt_for(record.flags, dir) {
             params.with_edt()
         } else {
             params
         };
-        let expected = maps::config_for(dir, &params);
+        let expected = maps::config_for(dir, &params, &record.place);
         let key = |c: &natra_config| {
             (
                 (c.rate_bytes_per_sec, c.burst_bytes, c.ecn_band_bytes),
                 (c.refill_full_ns, c.mice_reserve_bytes, c.flags.0),
                 (c.edt_debt_bytes, c.edt_horizon_ns, c.heavy_threshold_bytes),
                 (c.epoch_ns, c.sketch_depth, c.sketch_width),
-                (c.sketch_shift, c.sketch_base),
+                (c.sketch_shift, c.sketch_base, c.generation),
             )
         };
         if key(&found) != key(&expected) {
@@ -107,6 +108,7 @@ fn verify_record(pins: &AttachmentPins, target: &Target, opts: &Options) -> Resu
             flags: 0,
             pod: target.pod.clone(),
             netns: target.netns.to_string_lossy().into_owned(),
+            place: Placement::default(),
         });
     let mismatch = |msg: String| Error::new(ErrorKind::CheckMismatch, msg);
     if let ModeChoice::Explicit(want) = opts.mode {

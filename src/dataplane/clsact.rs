@@ -118,7 +118,18 @@ fn natra_hook(prog: BorrowedFd<'_>, ifindex: u32, hook: Hook) -> TcHook {
 /// none. Attaching again replaces natra's filter in place (same handle and
 /// priority), it never adds a second one.
 pub fn attach(prog: BorrowedFd<'_>, ifindex: u32, hook: Hook) -> Result<Attached> {
-    let created_clsact = match qdisc::clsact_slot_kind(ifindex)? {
+    attach_to(prog, ifindex, hook, qdisc::clsact_slot_kind(ifindex)?)
+}
+
+/// [`attach`] where the caller just read the kind of qdisc at `ffff:`
+/// (`slot`, as `qdisc::clsact_slot_kind` gives it).
+pub fn attach_to(
+    prog: BorrowedFd<'_>,
+    ifindex: u32,
+    hook: Hook,
+    slot: Option<String>,
+) -> Result<Attached> {
+    let created_clsact = match slot {
         Some(kind) if kind == "clsact" => false,
         Some(kind) => {
             return Err(Error::new(
@@ -145,15 +156,19 @@ pub fn attach(prog: BorrowedFd<'_>, ifindex: u32, hook: Hook) -> Result<Attached
             ),
         )
         .and_then(|_| {
-            query(ifindex, hook)?.ok_or_else(|| {
-                Error::new(
-                    ErrorKind::Dataplane,
-                    format!(
+            // The clsact qdisc is there (natra just used it): one query of
+            // natra's handle and priority says whether the filter stayed.
+            sys::tc_query(ifindex, hook.attach_point(), HANDLE, PRIORITY)
+                .ok()
+                .ok_or_else(|| {
+                    Error::new(
+                        ErrorKind::Dataplane,
+                        format!(
                         "natra's filter is missing at {} of ifindex {ifindex} right after attach",
                         hook.name()
                     ),
-                )
-            })
+                    )
+                })
         });
     match attached {
         Ok(prog_id) => Ok(Attached {

@@ -40,3 +40,31 @@ pub fn after_attach(n: usize) -> Result<()> {
 fn kill() {
     let _ = nix::sys::signal::raise(nix::sys::signal::Signal::SIGKILL);
 }
+
+/// Stands in for the build's state layout id (hex), to run two layouts'
+/// dataplanes side by side as two natra versions would.
+pub const LAYOUT_ID_ENV: &str = "NATRA_TEST_LAYOUT_ID";
+/// Stands in for the build's BPF object id (hex), to upgrade the programs
+/// of a live dataplane in place as a new natra of the same layout would.
+pub const PROGRAM_ID_ENV: &str = "NATRA_TEST_PROGRAM_ID";
+/// Caps the slots ADD may claim, to reach the private fallback.
+pub const SLOTS_ENV: &str = "NATRA_TEST_SLOTS";
+
+fn hex_env(env: &str) -> Option<u64> {
+    let v = std::env::var(env).ok()?;
+    u64::from_str_radix(v.trim_start_matches("0x"), 16)
+        .ok()
+        .filter(|&v| v != 0)
+}
+
+pub fn layout_id() -> Option<u64> {
+    hex_env(LAYOUT_ID_ENV)
+}
+
+pub fn program_id() -> Option<u64> {
+    hex_env(PROGRAM_ID_ENV)
+}
+
+pub fn slots() -> Option<u32> {
+    std::env::var(SLOTS_ENV).ok()?.parse().ok()
+}

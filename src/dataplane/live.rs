@@ -58,12 +58,14 @@ pub fn set_view_limits(
 pub fn set_limits(pins: &AttachmentPins, limits: &PodLimits) -> Result<Vec<Changed>> {
     let config = open(pins, CONFIG_MAP)?;
     let bucket = open(pins, BUCKET_MAP)?;
-    let flags = record::read(pins)?.map_or(0, |r| r.flags);
+    let rec = record::read(pins)?;
+    let flags = rec.as_ref().map_or(0, |r| r.flags);
+    let place = rec.map(|r| r.place).unwrap_or_default();
     let mut changed = Vec::new();
     // Checked for both directions before either is written.
     let mut plan = Vec::new();
     for dir in Direction::ALL {
-        let current = maps::read_config(config.as_fd(), dir)?;
+        let current = maps::read_config(config.as_fd(), place.key(dir))?;
         let attached = current.sketch_width > 0;
         let wanted = dir.limit(limits);
         if wanted.is_some() && !attached {
@@ -103,20 +105,21 @@ pub fn set_limits(pins: &AttachmentPins, limits: &PodLimits) -> Result<Vec<Chang
                 ..Default::default()
             },
         };
-        let mut written = maps::config_for(dir, &params);
+        let mut written = maps::config_for(dir, &params, &place);
         written.sketch_shift = current.sketch_shift;
         written.sketch_base = current.sketch_base;
-        maps::write_config_raw(config.as_fd(), dir, &written)?;
+        written.generation = current.generation;
+        maps::write_config_raw(config.as_fd(), place.key(dir), &written)?;
         // The level carries over; only a bucket that shrank below it (or a
         // debt deeper than the new EDT allows) moves it into range.
-        let mut state = maps::read_bucket(bucket.as_fd(), dir)?;
+        let mut state = maps::read_bucket(bucket.as_fd(), place.key(dir))?;
         let top = (params.burst_bytes * NATRA_NSEC_PER_SEC) as i64;
         let bottom = -((params.edt_debt_bytes * NATRA_NSEC_PER_SEC) as i64);
         let level = state.level.clamp(bottom, top.max(bottom));
         let level_clamped = params.rate_bytes_per_sec > 0 && level != state.level;
         if level_clamped {
             state.level = level;
-            maps::write_bucket(bucket.as_fd(), dir, &state)?;
+            maps::write_bucket(bucket.as_fd(), place.key(dir), &state)?;
         }
         changed.push(Changed {
             direction: dir,

@@ -2,6 +2,7 @@
 use std::os::fd::BorrowedFd;
 
 use super::direction::Direction;
+use super::placement::Placement;
 use super::skeleton::types::{
     natra_bucket_state, natra_config, natra_config_flags, natra_counters, natra_direction,
 };
@@ -9,7 +10,7 @@ use super::sys;
 use crate::error::Result;
 use crate::limits::BucketParams;
 
-pub fn config_for(dir: Direction, p: &BucketParams) -> natra_config {
+pub fn config_for(dir: Direction, p: &BucketParams, place: &Placement) -> natra_config {
     natra_config {
         direction: natra_direction(dir.index()),
         flags: if p.edt {
@@ -29,7 +30,9 @@ pub fn config_for(dir: Direction, p: &BucketParams) -> natra_config {
         sketch_depth: p.sketch_depth,
         sketch_width: p.sketch_width,
         sketch_shift: 64 - p.sketch_width.trailing_zeros(),
-        sketch_base: dir.index() * p.sketch_cells(),
+        sketch_base: place.sketch_base(dir, p.sketch_cells()),
+        generation: place.generation,
+        reserved: 0,
         mice_debt_bytes: p.mice_debt_bytes,
         mice_horizon_ns: p.mice_horizon_ns,
         ce_delay_ns: p.ce_delay_ns,
@@ -52,14 +55,19 @@ pub fn heavy_flows_estimate(bitmap: u64) -> f64 {
     -64.0 * (zeros / 64.0).ln()
 }
 
-pub fn write_config(map: BorrowedFd<'_>, dir: Direction, p: &BucketParams) -> Result<()> {
-    write_config_raw(map, dir, &config_for(dir, p))
+pub fn write_config(
+    map: BorrowedFd<'_>,
+    dir: Direction,
+    p: &BucketParams,
+    place: &Placement,
+) -> Result<()> {
+    write_config_raw(map, place.key(dir), &config_for(dir, p, place))
 }
 
-/// Writes a direction's config as given (live changes keep the sketch's
+/// Writes the config at `key` as given (live changes keep the sketch's
 /// geometry from the load).
-pub fn write_config_raw(map: BorrowedFd<'_>, dir: Direction, c: &natra_config) -> Result<()> {
-    sys::update(map, &dir.index(), c, "cannot write the config map")
+pub fn write_config_raw(map: BorrowedFd<'_>, key: u32, c: &natra_config) -> Result<()> {
+    sys::update(map, &key, c, "cannot write the config map")
 }
 
 /// Starts a direction's bucket full as of `now_ns` (CLOCK_MONOTONIC_COARSE,
@@ -67,7 +75,7 @@ pub fn write_config_raw(map: BorrowedFd<'_>, dir: Direction, c: &natra_config) -
 /// is short on a freshly booted host at low rates.
 pub fn write_bucket_full(
     map: BorrowedFd<'_>,
-    dir: Direction,
+    key: u32,
     p: &BucketParams,
     now_ns: u64,
 ) -> Result<()> {
@@ -77,27 +85,34 @@ pub fn write_bucket_full(
         epoch_start_ns: now_ns,
         ..Default::default()
     };
-    write_bucket(map, dir, &state)
+    write_bucket(map, key, &state)
 }
 
-/// Writes a direction's whole bucket state.
-pub fn write_bucket(map: BorrowedFd<'_>, dir: Direction, state: &natra_bucket_state) -> Result<()> {
-    sys::update(map, &dir.index(), state, "cannot write the bucket map")
+/// Writes the whole bucket state at `key`.
+pub fn write_bucket(map: BorrowedFd<'_>, key: u32, state: &natra_bucket_state) -> Result<()> {
+    sys::update(map, &key, state, "cannot write the bucket map")
 }
 
-/// Reads a direction's whole bucket state.
-pub fn read_bucket(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_bucket_state> {
-    sys::lookup(map, &dir.index(), "cannot read the bucket map")
+/// Reads the whole bucket state at `key`.
+pub fn read_bucket(map: BorrowedFd<'_>, key: u32) -> Result<natra_bucket_state> {
+    sys::lookup(map, &key, "cannot read the bucket map")
 }
 
-pub fn read_config(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_config> {
-    sys::lookup(map, &dir.index(), "cannot read the config map")
+pub fn read_config(map: BorrowedFd<'_>, key: u32) -> Result<natra_config> {
+    sys::lookup(map, &key, "cannot read the config map")
 }
 
-/// The direction's counters summed over every possible CPU.
-pub fn read_counters(map: BorrowedFd<'_>, dir: Direction) -> Result<natra_counters> {
+/// Zeroes the counters at `key` on every CPU (a slot given to a new Pod).
+pub fn zero_counters(map: BorrowedFd<'_>, key: u32) -> Result<()> {
+    let cpus = libbpf_rs::num_possible_cpus().unwrap_or(1);
+    let zeros = vec![natra_counters::default(); cpus];
+    sys::update_per_cpu(map, &key, &zeros, "cannot zero the counters map")
+}
+
+/// The counters at `key` summed over every possible CPU.
+pub fn read_counters(map: BorrowedFd<'_>, key: u32) -> Result<natra_counters> {
     let per_cpu: Vec<natra_counters> =
-        sys::lookup_per_cpu(map, &dir.index(), "cannot read the counters map")?;
+        sys::lookup_per_cpu(map, &key, "cannot read the counters map")?;
     Ok(per_cpu
         .iter()
         .fold(natra_counters::default(), |mut sum, c| {

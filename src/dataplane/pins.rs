@@ -44,6 +44,14 @@ pub const BUCKET_MAP: &str = "bucket";
 pub const COUNTERS_MAP: &str = "counters";
 /// The attachment record (record.rs).
 pub const ATTACHMENT_MAP: &str = "attachment";
+/// The program array the stubs jump through: pinned beside every
+/// attachment, so that it is never flushed while a stub may use it.
+pub const PROGRAMS_MAP: &str = "programs";
+/// The sketch cells (pinned in the shared dataplane only).
+pub const SKETCH_MAP: &str = "sketch";
+/// `<root>/~dataplane/`: the shared dataplanes, one per state layout. No
+/// network name starts with `~`, so it never collides with one.
+pub const DATAPLANE_DIR: &str = "~dataplane";
 
 pub fn pin_root() -> PathBuf {
     std::env::var_os(PIN_ROOT_ENV)

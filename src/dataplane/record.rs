@@ -9,6 +9,7 @@ use libbpf_rs::MapHandle;
 use super::modes::AttachMode;
 pub use super::modes::PodRef;
 use super::pins::{AttachmentPins, ATTACHMENT_MAP};
+use super::placement::Placement;
 use super::skeleton::types::{
     natra_attach_flags, natra_attach_mode, natra_attachment, natra_pod_ref,
 };
@@ -106,6 +107,8 @@ pub struct Record {
     pub pod: PodRef,
     /// CNI_NETNS at ADD (empty in records of older natra).
     pub netns: String,
+    /// Where the Pod interface's state lives.
+    pub place: Placement,
 }
 
 impl Record {
@@ -125,14 +128,42 @@ impl Record {
                 c_chars(&mut raw, &self.netns);
                 raw
             },
+            layout: self.place.layout,
+            slot: self.place.slot,
+            generation: self.place.generation,
         }
     }
 }
 
-/// Writes `record` (None: NATRA_ATTACH_NONE, "nothing attached") at key 0.
-pub fn write(map: BorrowedFd<'_>, record: Option<&Record>) -> Result<()> {
-    let value = record.map(|r| r.to_raw()).unwrap_or_default();
+/// Writes `record` at key 0.
+pub fn write(map: BorrowedFd<'_>, record: &Record) -> Result<()> {
+    sys::update(
+        map,
+        &0u32,
+        &record.to_raw(),
+        "cannot write the attachment record",
+    )
+}
+
+/// Writes NATRA_ATTACH_NONE ("nothing attached") at key 0, keeping where
+/// the state lives, so that teardown can still give the slot back.
+pub fn write_none(map: BorrowedFd<'_>, place: &Placement) -> Result<()> {
+    let value = natra_attachment {
+        layout: place.layout,
+        slot: place.slot,
+        generation: place.generation,
+        ..Default::default()
+    };
     sys::update(map, &0u32, &value, "cannot write the attachment record")
+}
+
+/// Where the state of a raw record lives.
+pub fn placement_of(raw: &natra_attachment) -> Placement {
+    Placement {
+        layout: raw.layout,
+        slot: raw.slot,
+        generation: raw.generation,
+    }
 }
 
 /// The record map of `pins`, opened; None when its pin is absent (no ADD
@@ -182,6 +213,7 @@ impl Record {
             flags: value.flags.0,
             pod: PodRef::from_raw(&value.pod),
             netns: from_c_chars(&value.netns),
+            place: placement_of(value),
         })
     }
 }

@@ -152,7 +152,7 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
                 })?;
                 let mut updated = rec.clone();
                 updated.flags |= OWNS_CLSACT;
-                record::write(map.as_fd(), Some(&updated))?;
+                record::write(map.as_fd(), &updated)?;
             }
             done.push(Repair::Refiltered(dir));
         }
@@ -170,7 +170,7 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
                 })?;
                 let mut updated = record::read(pins)?.unwrap_or(rec.clone());
                 updated.flags |= OWNS_FQ;
-                record::write(map.as_fd(), Some(&updated))?;
+                record::write(map.as_fd(), &updated)?;
             }
             done.push(Repair::Refq);
         }

@@ -34,6 +34,7 @@ macro_rules! map_values {
 }
 map_values!(
     u32,
+    u64,
     natra_config,
     natra_bucket_state,
     natra_counters,
@@ -156,6 +157,36 @@ pub fn update<K: MapValue, V: MapValue>(
     check_rc(rc, what)
 }
 
+/// Writes one value per possible CPU at `key` of a per-CPU map.
+pub fn update_per_cpu<K: MapValue, V: MapValue>(
+    map: BorrowedFd<'_>,
+    key: &K,
+    values: &[V],
+    what: &str,
+) -> Result<()> {
+    check_sizes::<K, V>(map, Fit::PerCpu, what)?;
+    let cpus = libbpf_rs::num_possible_cpus().context(
+        ErrorKind::Dataplane,
+        format!("{what}: cannot count possible CPUs"),
+    )?;
+    if values.len() != cpus {
+        return Err(Error::new(ErrorKind::Dataplane, what.to_owned())
+            .with_details(format!("{} values for {cpus} possible CPUs", values.len())));
+    }
+    // SAFETY: key and values are live, initialised MapValues; the map's value
+    // size is V's, an 8-byte multiple (checked), and values holds one per
+    // possible CPU, which is what the kernel reads for a per-CPU map.
+    let rc = unsafe {
+        libbpf_sys::bpf_map_update_elem(
+            map.as_raw_fd(),
+            (key as *const K).cast::<c_void>(),
+            values.as_ptr().cast::<c_void>(),
+            libbpf_sys::BPF_ANY as u64,
+        )
+    };
+    check_rc(rc, what)
+}
+
 /// A value's bytes, as a map holds them (for rendering through BTF).
 pub fn bytes_of<V: MapValue>(value: &V) -> &[u8] {
     // SAFETY: a MapValue is plain integers with no implicit padding, so all
@@ -205,6 +236,130 @@ pub fn tcx_link(
     }
     // SAFETY: fd is a link fd the kernel just gave us; nobody else owns it.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The per-attachment stub (include/natra.h): stores `slot` and
+/// `generation` in skb->cb, tail-calls `progs[dir]`, and passes the packet
+/// on (TC_ACT_UNSPEC, tcx's NEXT) if the jump cannot be made. Eleven raw
+/// instructions, no ELF and no BTF: the verifier takes microseconds.
+pub fn load_stub(
+    progs: BorrowedFd<'_>,
+    dir: u32,
+    slot: u32,
+    generation: u32,
+    name: &str,
+) -> Result<OwnedFd> {
+    use libbpf_sys::bpf_insn;
+    fn insn(code: u32, dst: u8, src: u8, off: i16, imm: i32) -> bpf_insn {
+        bpf_insn {
+            code: code as u8,
+            _bitfield_align_1: [],
+            _bitfield_1: bpf_insn::new_bitfield_1(dst, src),
+            off,
+            imm,
+        }
+    }
+    let cb = crate::contract::NATRA_SKB_CB_OFFSET as i16;
+    let word = size_of::<u32>() as i16;
+    let mov_imm = libbpf_sys::BPF_ALU64 | libbpf_sys::BPF_MOV | libbpf_sys::BPF_K;
+    let stx_w = libbpf_sys::BPF_STX | libbpf_sys::BPF_MEM | libbpf_sys::BPF_W;
+    let ld_dw = libbpf_sys::BPF_LD | libbpf_sys::BPF_DW | libbpf_sys::BPF_IMM;
+    let slot_off = cb + word * crate::contract::NATRA_CB_SLOT as i16;
+    let gen_off = cb + word * crate::contract::NATRA_CB_GENERATION as i16;
+    let insns = [
+        insn(mov_imm, 2, 0, 0, slot as i32),
+        insn(stx_w, 1, 2, slot_off, 0),
+        insn(mov_imm, 2, 0, 0, generation as i32),
+        insn(stx_w, 1, 2, gen_off, 0),
+        insn(
+            ld_dw,
+            2,
+            libbpf_sys::BPF_PSEUDO_MAP_FD as u8,
+            0,
+            progs.as_raw_fd(),
+        ),
+        insn(0, 0, 0, 0, 0),
+        insn(mov_imm, 3, 0, 0, dir as i32),
+        insn(
+            libbpf_sys::BPF_JMP | libbpf_sys::BPF_CALL,
+            0,
+            0,
+            0,
+            libbpf_sys::BPF_FUNC_tail_call as i32,
+        ),
+        insn(mov_imm, 0, 0, 0, -1),
+        insn(libbpf_sys::BPF_JMP | libbpf_sys::BPF_EXIT, 0, 0, 0, 0),
+    ];
+    let mut opts = libbpf_sys::bpf_prog_load_opts {
+        sz: size_of::<libbpf_sys::bpf_prog_load_opts>() as libbpf_sys::size_t,
+        ..Default::default()
+    };
+    let c_name = CString::new(name).context(ErrorKind::Dataplane, "bad stub name")?;
+    let license = c"Dual BSD/GPL";
+    // SAFETY: name and license are NUL-terminated strings, insns a live
+    // array of insns.len() instructions, and opts a fully initialised
+    // bpf_prog_load_opts with its size set (libbpf's OPTS convention), which
+    // libbpf may write back into; all outlive the call. progs stays open
+    // across it.
+    let fd = unsafe {
+        libbpf_sys::bpf_prog_load(
+            libbpf_sys::BPF_PROG_TYPE_SCHED_CLS,
+            c_name.as_ptr(),
+            license.as_ptr(),
+            insns.as_ptr(),
+            insns.len() as libbpf_sys::size_t,
+            &mut opts,
+        )
+    };
+    if fd < 0 {
+        return Err(Error::new(
+            ErrorKind::Dataplane,
+            format!("cannot load the {name} stub of slot {slot}"),
+        )
+        .with_details(io::Error::from_raw_os_error(-fd)));
+    }
+    // SAFETY: fd is a program fd the kernel just gave us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An fd of the BTF object `id` (to make a map typed like one of natra's).
+pub fn btf_fd_by_id(id: u32) -> Result<OwnedFd> {
+    // SAFETY: a plain syscall wrapper taking an integer id.
+    let fd = unsafe { libbpf_sys::bpf_btf_get_fd_by_id(id) };
+    if fd < 0 {
+        return Err(
+            Error::new(ErrorKind::Dataplane, format!("cannot open BTF {id}"))
+                .with_details(io::Error::from_raw_os_error(-fd)),
+        );
+    }
+    // SAFETY: fd is a BTF fd the kernel just gave us; nobody else owns it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// BPF_PROG_RUN of the program behind `prog` on `data`, `repeat` times:
+/// its return value and the kernel's mean duration per run.
+pub fn prog_test_run(
+    prog: BorrowedFd<'_>,
+    data: &[u8],
+    repeat: u32,
+) -> Result<(u32, std::time::Duration)> {
+    let mut opts = libbpf_sys::bpf_test_run_opts {
+        sz: size_of::<libbpf_sys::bpf_test_run_opts>() as libbpf_sys::size_t,
+        data_in: data.as_ptr().cast::<c_void>(),
+        data_size_in: data.len() as u32,
+        repeat: repeat as i32,
+        ..Default::default()
+    };
+    // SAFETY: prog is a live program fd; opts is a fully initialised
+    // bpf_test_run_opts with its size set whose data_in points at data.len()
+    // readable bytes that outlive the call; no output buffers are given, and
+    // the kernel writes only retval and duration back into opts.
+    let rc = unsafe { libbpf_sys::bpf_prog_test_run_opts(prog.as_raw_fd(), &mut opts) };
+    check_rc(rc, "BPF_PROG_RUN failed")?;
+    Ok((
+        opts.retval,
+        std::time::Duration::from_nanos(u64::from(opts.duration)),
+    ))
 }
 
 /// `ingress` / `egress` for a `BPF_TCX_*` attach type.
@@ -414,7 +569,7 @@ mod tests {
         update(small.as_fd(), &0u32, &7u32, "write").unwrap();
         assert_eq!(lookup::<u32, u32>(small.as_fd(), &0, "read").unwrap(), 7);
         // A shorter value (an older natra's map) reads into a longer type.
-        let cfg: natra_config = lookup(small.as_fd(), &0, "read").unwrap();
+        let cfg: natra_config = lookup(small.as_fd(), &0u32, "read").unwrap();
         assert_eq!(cfg.direction.0, 7);
         // Never written from a type of another size, never read into a
         // shorter one.

@@ -6,7 +6,7 @@ use super::clsact::{self, Hook};
 use super::direction::Direction;
 use super::pins::{self, AttachmentPins};
 use super::record::{self, Record, OWNS_CLSACT, OWNS_FQ, OWNS_HOST_FQ};
-use super::{edt, sys};
+use super::{edt, shared, sys};
 use crate::error::Result;
 use crate::netns;
 
@@ -20,6 +20,7 @@ pub fn remove(pins: &AttachmentPins, netns: Option<&Path>) -> Result<()> {
     for dir in Direction::ALL {
         sys::detach_pinned(&pins.link(dir.program_name()))?;
     }
+    shared::release(&pins::pin_root(), pins)?;
     pins.remove_all()
 }
 

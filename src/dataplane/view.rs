@@ -14,7 +14,7 @@ use serde_json::Value;
 
 use super::direction::Direction;
 use super::modes::{AttachMode, PodRef};
-use super::pins::{self, AttachmentPins, BUCKET_MAP, CONFIG_MAP, COUNTERS_MAP};
+use super::pins::{self, AttachmentPins, BUCKET_MAP, CONFIG_MAP, COUNTERS_MAP, PROGRAMS_MAP};
 use super::skeleton::types::natra_attachment;
 use super::{btf_json, maps, record, sys};
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -50,6 +50,13 @@ pub struct RecordView {
     /// Names of the flags set: `owns-clsact`, `owns-fq`, `edt`.
     pub flags: Vec<String>,
     pub pod: PodRef,
+    /// `shared <layout id>` (the node's dataplane) or `private` (a load of
+    /// its own, docs/dataplane.md).
+    pub dataplane: String,
+    /// The Pod interface's slot in that dataplane's maps, and the generation
+    /// it holds it under.
+    pub slot: u32,
+    pub generation: u32,
 }
 
 /// Both directions, keyed as the programs are named.
@@ -134,19 +141,31 @@ fn subdirs(dir: &Path) -> Result<Vec<PathBuf>> {
 /// Every attachment under the pin root: `<root>/<network>/<id>:<if>`, and
 /// the legacy `<root>/<id>:<if>` of natra before network keying.
 pub fn list_attachments(root: &Path) -> Result<Vec<AttachmentView>> {
+    attachment_dirs(root)?
+        .iter()
+        .map(|(dir, network)| view(dir, network.as_deref()))
+        .collect()
+}
+
+/// Every attachment directory under the pin root, with its network (None
+/// for a legacy one). The shared dataplanes (`~dataplane`) are not one.
+pub fn attachment_dirs(root: &Path) -> Result<Vec<(PathBuf, Option<String>)>> {
     if !pins::trusted_root(root)? {
         return Ok(Vec::new());
     }
     let mut all = Vec::new();
     for dir in subdirs(root)? {
         let name = dir.file_name().unwrap_or_default().to_string_lossy();
+        if name.starts_with('~') {
+            continue;
+        }
         if name.contains(':') {
-            all.push(view(&dir, None)?);
+            all.push((dir.clone(), None));
             continue;
         }
         let network = name.replace('~', ".");
         for attachment in subdirs(&dir)? {
-            all.push(view(&attachment, Some(&network))?);
+            all.push((attachment, Some(network.clone())));
         }
     }
     Ok(all)
@@ -185,6 +204,7 @@ fn view(dir: &Path, network: Option<&str>) -> Result<AttachmentView> {
         record::read_raw(map.as_fd()).ok()
     });
     let mode = raw.and_then(|r| AttachMode::from_raw(r.mode));
+    let place = raw.map(|r| record::placement_of(&r)).unwrap_or_default();
     let mut prog_id = None;
     let mut directions = Directions::default();
     for d in Direction::ALL {
@@ -226,13 +246,24 @@ fn view(dir: &Path, network: Option<&str>) -> Result<AttachmentView> {
             (entry.side, entry.device) = device(mode.is_pod_side(), ifindex, &ifname);
         }
     }
-    let btf = prog_id.and_then(|id| Btf::from_prog_id(id).ok());
+    // The stubs carry no BTF: the types come from the program they jump to.
+    let body = MapHandle::from_pinned_path(pins.map(PROGRAMS_MAP))
+        .ok()
+        .and_then(|m| {
+            Direction::ALL
+                .iter()
+                .find_map(|d| sys::lookup::<u32, u32>(m.as_fd(), &d.index(), "").ok())
+        });
+    let btf = body.or(prog_id).and_then(|id| Btf::from_prog_id(id).ok());
     for map_name in [CONFIG_MAP, BUCKET_MAP, COUNTERS_MAP] {
         let Ok(map) = MapHandle::from_pinned_path(pins.map(map_name)) else {
             continue;
         };
         let fd = map.as_fd();
-        memlock += sys::fdinfo_memlock(fd);
+        if !place.is_shared() {
+            // A shared dataplane's maps are the node's, not this Pod's.
+            memlock += sys::fdinfo_memlock(fd);
+        }
         let info = MapInfo::new(fd).context(ErrorKind::Dataplane, "cannot read map info")?;
         let ty = TypeId::from(info.info.btf_value_type_id);
         let render = |bytes: &[u8]| match &btf {
@@ -241,9 +272,10 @@ fn view(dir: &Path, network: Option<&str>) -> Result<AttachmentView> {
         };
         for d in Direction::ALL {
             let entry = directions.get_mut(d);
+            let key = place.key(d);
             match map_name {
                 CONFIG_MAP => {
-                    let Ok(c) = maps::read_config(fd, d) else {
+                    let Ok(c) = maps::read_config(fd, key) else {
                         continue;
                     };
                     entry.limit = (c.rate_bytes_per_sec != 0).then_some(Limit {
@@ -253,12 +285,12 @@ fn view(dir: &Path, network: Option<&str>) -> Result<AttachmentView> {
                     entry.config = render(sys::bytes_of(&c));
                 }
                 BUCKET_MAP => {
-                    if let Ok(b) = maps::read_bucket(fd, d) {
+                    if let Ok(b) = maps::read_bucket(fd, key) {
                         entry.bucket = render(sys::bytes_of(&b));
                     }
                 }
                 _ => {
-                    if let Ok(c) = maps::read_counters(fd, d) {
+                    if let Ok(c) = maps::read_counters(fd, key) {
                         entry.counters = render(sys::bytes_of(&c));
                     }
                 }
@@ -278,6 +310,13 @@ fn view(dir: &Path, network: Option<&str>) -> Result<AttachmentView> {
             pod_ifindex: r.pod_ifindex,
             flags: record::flag_names(r.flags.0),
             pod: PodRef::from_raw(&r.pod),
+            dataplane: if place.is_shared() {
+                format!("shared {:016x}", place.layout)
+            } else {
+                "private".to_owned()
+            },
+            slot: place.slot,
+            generation: place.generation,
         }),
         directions,
     })

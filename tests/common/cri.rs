@@ -625,9 +625,12 @@ disabled_plugins = [
     }
 
     /// What natra still pins, relative to the pin root: its attachment dirs
-    /// (empty when there is no pin root).
+    /// and the slots of the shared dataplane still held, as
+    /// `~dataplane/<layout>/slots/<n>` (empty when there is no pin root;
+    /// the shared dataplane itself stays, a node component).
     pub fn pin_root_entries(&self) -> Vec<String> {
-        self.attachment_dirs()
+        let mut out: Vec<String> = self
+            .attachment_dirs()
             .iter()
             .map(|d| {
                 d.strip_prefix(&self.pin_root)
@@ -635,7 +638,14 @@ disabled_plugins = [
                     .display()
                     .to_string()
             })
-            .collect()
+            .collect();
+        let base = self.pin_root.join("~dataplane");
+        for layout in list_dir(&base).unwrap_or_default() {
+            for slot in list_dir(&base.join(&layout).join("slots")).unwrap_or_default() {
+                out.push(format!("~dataplane/{layout}/slots/{slot}"));
+            }
+        }
+        out
     }
 
     /// The natra binary `natra install` copied into the bin dir (what the

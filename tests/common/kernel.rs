@@ -167,6 +167,113 @@ pub fn map_dump_formatted(pin: &Path) -> Vec<(u64, Value)> {
         .collect()
 }
 
+/// A Pod interface's own entries of the pinned map `name` in `pin_dir`, as
+/// (direction index, BTF-formatted value): the shared dataplane's maps hold
+/// every slot, and the record (`attachment`) says which is this one's.
+pub fn slot_dump(pin_dir: &Path, name: &str) -> Vec<(u64, Value)> {
+    let slot = placement(pin_dir).1;
+    map_dump_formatted(&pin_dir.join(name))
+        .into_iter()
+        .filter(|(key, _)| key / 2 == slot)
+        .map(|(key, value)| (key % 2, value))
+        .collect()
+}
+
+/// (layout, slot) of the Pod interface pinned at `pin_dir`, as its record
+/// (`attachment`) says: layout 0 is a private load (slot 0 of its own maps).
+pub fn placement(pin_dir: &Path) -> (u64, u64) {
+    let record = map_dump_formatted(&pin_dir.join("attachment"));
+    let r = &record
+        .first()
+        .unwrap_or_else(|| panic!("no record in {}", pin_dir.display()))
+        .1;
+    (
+        r["layout"].as_u64().unwrap_or(0),
+        r["slot"].as_u64().unwrap_or(0),
+    )
+}
+
+/// The slot the Pod interface at `pin_dir` holds in the shared dataplane,
+/// spelled as `TestNet::pin_root_entries` lists it:
+/// `~dataplane/<layout>/slots/<n>`. Panics for a private load.
+pub fn slot_entry(pin_dir: &Path) -> String {
+    let (layout, slot) = placement(pin_dir);
+    assert_ne!(
+        layout,
+        0,
+        "{} is a private load, not on the shared dataplane",
+        pin_dir.display()
+    );
+    format!("~dataplane/{layout:016x}/slots/{slot}")
+}
+
+/// A Pod interface's own entries of the pinned per-CPU map `name` in
+/// `pin_dir`, as (direction index, BTF-formatted value of each CPU).
+pub fn slot_dump_per_cpu(pin_dir: &Path, name: &str) -> Vec<(u64, Vec<Value>)> {
+    let slot = placement(pin_dir).1;
+    let pin = pin_dir.join(name);
+    let dump = bpftool_json(&["map", "dump", "pinned", pin.to_str().unwrap()]);
+    dump.as_array()
+        .unwrap_or_else(|| panic!("map dump of {} is not a list: {dump}", pin.display()))
+        .iter()
+        .filter_map(|e| {
+            let f = &e["formatted"];
+            let key = f["key"]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no BTF-formatted key in {e}"));
+            let values = f["values"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no per-CPU values in {e}"))
+                .iter()
+                .map(|cpu| cpu["value"].clone())
+                .collect();
+            (key / 2 == slot).then_some((key % 2, values))
+        })
+        .collect()
+}
+
+/// What natra attached for direction `dir` (0 pod ingress, 1 pod egress) of
+/// the Pod interface pinned at `pin_dir`, given the program `prog` on the
+/// hook: a stub named like its direction's program (a few instructions, no
+/// BTF) that tail-calls through the Pod's `programs` array, whose entry
+/// `dir` is the shared program (same name, with BTF). Returns the shared
+/// program's id. A private load's programs array is its own, same checks.
+pub fn behind_stub(pin_dir: &Path, prog: u32, dir: u32) -> u32 {
+    let name = ["pod_ingress", "pod_egress"][dir as usize];
+    let stub = bpftool_json(&["prog", "show", "id", &prog.to_string()]);
+    assert_eq!(stub["name"], name, "the program on the hook: {stub}");
+    assert!(
+        stub.get("btf_id").is_none(),
+        "a stub carries no BTF: {stub}"
+    );
+    let xlated = stub["bytes_xlated"].as_u64().unwrap_or(0);
+    assert!(
+        xlated > 0 && xlated <= 32 * 8,
+        "a stub is a few instructions: {stub}"
+    );
+    let array = pin_dir.join("programs");
+    let info = bpftool_json(&["map", "show", "pinned", array.to_str().unwrap()]);
+    assert_eq!(info["type"], "prog_array", "{}: {info}", array.display());
+    let uses = stub["map_ids"]
+        .as_array()
+        .is_some_and(|ids| ids.contains(&info["id"]));
+    assert!(uses, "the stub does not use {}: {stub}", array.display());
+    let map = libbpf_rs::MapHandle::from_pinned_path(&array)
+        .unwrap_or_else(|e| panic!("cannot open {}: {e}", array.display()));
+    let value = libbpf_rs::MapCore::lookup(&map, &dir.to_ne_bytes(), libbpf_rs::MapFlags::ANY)
+        .unwrap_or_else(|e| panic!("lookup of {}[{dir}]: {e}", array.display()))
+        .unwrap_or_else(|| panic!("{}[{dir}] holds no program", array.display()));
+    let shared = u32::from_ne_bytes(value[..4].try_into().unwrap());
+    assert_ne!(shared, prog, "the stub tail-calls itself");
+    let info = bpftool_json(&["prog", "show", "id", &shared.to_string()]);
+    assert_eq!(info["name"], name, "{}[{dir}]: {info}", array.display());
+    assert!(
+        info["btf_id"].as_u64().is_some_and(|id| id > 0),
+        "the shared program has BTF: {info}"
+    );
+    shared
+}
+
 /// The name of a loaded program.
 pub fn prog_name(id: u32) -> String {
     let info = bpftool_json(&["prog", "show", "id", &id.to_string()]);

@@ -21,13 +21,14 @@ pub fn natra_bin() -> PathBuf {
 }
 
 /// What natra pins for a Pod interface limited both ways with tcx.
-pub const PINS_BOTH_WAYS: [&str; 6] = [
+pub const PINS_BOTH_WAYS: [&str; 7] = [
     "attachment",
     "bucket",
     "config",
     "counters",
     "pod_egress_link",
     "pod_ingress_link",
+    "programs",
 ];
 
 /// SIGTERMs `child` and waits for it to exit, at most `limit` (a panic

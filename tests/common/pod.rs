@@ -258,7 +258,9 @@ impl TestNet {
 
     /// Entries left under the pin root (empty when absent): attachment
     /// directories as `<network>/<id>:<ifname>` (or `<id>:<ifname>` in the
-    /// legacy layout), and a network directory left empty as `<network>/`.
+    /// legacy layout), a network directory left empty as `<network>/`, and
+    /// a slot of the shared dataplane still held as
+    /// `~dataplane/<layout>/slots/<n>`.
     pub fn pin_root_entries(&self) -> Vec<String> {
         let list = |dir: &Path| -> Vec<String> {
             match fs::read_dir(dir) {
@@ -272,6 +274,16 @@ impl TestNet {
         let mut out = Vec::new();
         for name in list(&self.pin_root) {
             let dir = self.pin_root.join(&name);
+            if name == "~dataplane" {
+                // The node's shared dataplane stays; a slot it still holds is
+                // a Pod interface natra did not let go of.
+                for layout in list(&dir) {
+                    for slot in list(&dir.join(&layout).join("slots")) {
+                        out.push(format!("{name}/{layout}/slots/{slot}"));
+                    }
+                }
+                continue;
+            }
             if name.contains(':') || !dir.is_dir() {
                 out.push(name);
                 continue;

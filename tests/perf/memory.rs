@@ -30,10 +30,50 @@ pub struct BpfMemory {
     pub btf_kib: f64,
 }
 
+/// The objects of the node's shared dataplanes under `root`
+/// (`~dataplane/*`): (programs, maps).
+fn shared_objects(root: &Path) -> (BTreeSet<u64>, BTreeSet<u64>) {
+    let (mut progs, mut maps) = (BTreeSet::new(), BTreeSet::new());
+    let base = root.join("~dataplane");
+    for layout in std::fs::read_dir(&base).into_iter().flatten() {
+        for entry in std::fs::read_dir(layout.unwrap().path())
+            .into_iter()
+            .flatten()
+        {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                collect(&path, &mut progs, &mut maps);
+            }
+        }
+    }
+    for &prog in &progs.clone() {
+        let info = bpftool_json(&["prog", "show", "id", &prog.to_string()]);
+        for m in info["map_ids"].as_array().into_iter().flatten() {
+            maps.insert(m.as_u64().expect("map id"));
+        }
+    }
+    (progs, maps)
+}
+
+/// KiB of the node's shared dataplane (its programs and maps, memlock).
+pub fn shared_dataplane_kib(root: &Path) -> f64 {
+    let (progs, maps) = shared_objects(root);
+    let field = |kind: &str, id: u64| {
+        bpftool_json(&[kind, "show", "id", &id.to_string()])["bytes_memlock"]
+            .as_f64()
+            .unwrap_or(0.0)
+    };
+    (progs.iter().map(|&id| field("prog", id)).sum::<f64>()
+        + maps.iter().map(|&id| field("map", id)).sum::<f64>())
+        / 1024.0
+}
+
 /// Every program and map reachable from the pins of `pods` (links ->
 /// programs -> their maps and BTF, plus pinned maps), each object once,
-/// divided by the number of Pods.
-pub fn bpf_per_pod(pods: &[&Pod]) -> BpfMemory {
+/// divided by the number of Pods; the node's shared dataplane under `root`
+/// (its maps, programs and their BTF) is the node's, not the Pods'.
+pub fn bpf_per_pod(pods: &[&Pod], root: &Path) -> BpfMemory {
+    let (shared_progs, shared_maps) = shared_objects(root);
     let (mut progs, mut maps, mut btfs) = (BTreeSet::new(), BTreeSet::new(), BTreeSet::new());
     for pod in pods {
         let dir = pod.pin_dir();
@@ -53,6 +93,8 @@ pub fn bpf_per_pod(pods: &[&Pod]) -> BpfMemory {
             btfs.insert(btf);
         }
     }
+    progs.retain(|id| !shared_progs.contains(id));
+    maps.retain(|id| !shared_maps.contains(id));
     let field = |kind: &str, id: u64, field: &str| {
         bpftool_json(&[kind, "show", "id", &id.to_string()])[field]
             .as_f64()

@@ -14,6 +14,8 @@ pub struct Row {
     /// Metric key with `{l}` where the limiter's key goes.
     pub key: String,
     pub decimals: usize,
+    /// For a natra-only row: upstream's figure its ratio is taken against.
+    pub versus: Option<String>,
 }
 
 fn row(section: &str, label: impl Into<String>, key: impl Into<String>, decimals: usize) -> Row {
@@ -22,6 +24,15 @@ fn row(section: &str, label: impl Into<String>, key: impl Into<String>, decimals
         label: label.into(),
         key: key.into(),
         decimals,
+        versus: None,
+    }
+}
+
+/// A natra-only row (its key has no `{l}`) compared with upstream's `versus`.
+fn row_vs(section: &str, label: &str, key: &str, versus: &str, decimals: usize) -> Row {
+    Row {
+        versus: Some(versus.into()),
+        ..row(section, label, key, decimals)
     }
 }
 
@@ -167,6 +178,51 @@ pub fn rows(mode: &Mode, bpf_paths: &[&str]) -> Vec<Row> {
     ));
     r.push(row(&s, "DEL p50 ms", "scale.{l}.del_p50", 1));
     r.push(row(&s, "DEL p99 ms", "scale.{l}.del_p99", 1));
+    for (fig, what) in [
+        ("add_p50", "ADD p50 ms"),
+        ("add_p99", "ADD p99 ms"),
+        ("del_p50", "DEL p50 ms"),
+        ("del_p99", "DEL p99 ms"),
+        ("kernel_kib_per_pod", "kernel memory KiB per Pod"),
+    ] {
+        r.push(row_vs(
+            &s,
+            &format!("{what}, natra with attachMode clsact-hostside"),
+            &format!("scale.natra-clsact.{fig}"),
+            &format!("scale.upstream.{fig}"),
+            1,
+        ));
+    }
+    r.push(row(
+        &s,
+        "one RCU grace period ms (membarrier GLOBAL, synchronize_rcu)",
+        "scale.natra.grace_period_ms",
+        1,
+    ));
+    r.push(row(
+        &s,
+        "natra tcx ADD p50 over clsact, in grace periods",
+        "scale.natra.tcx_over_clsact_in_gps",
+        2,
+    ));
+    r.push(row(
+        &s,
+        "node fixed cost: first ADD on the node ms (loads the dataplane)",
+        "scale.natra.first_add_ms",
+        1,
+    ));
+    r.push(row(
+        &s,
+        "node fixed cost: kernel memory KiB (Slab+Percpu+Vmalloc delta)",
+        "scale.natra.node_fixed_kib",
+        0,
+    ));
+    r.push(row(
+        &s,
+        "node fixed cost: shared dataplane BPF memlock KiB (bpftool)",
+        "scale.natra.shared_bpf_kib",
+        0,
+    ));
     r.push(row(
         &s,
         "kernel memory KiB per Pod (Slab+Percpu+Vmalloc delta)",
@@ -226,10 +282,11 @@ fn grid(res: &Results, rows: &[Row], spread: bool) -> (Vec<String>, Vec<(String,
         if !any {
             continue;
         }
-        let ratio = res.ratio(
-            &key_for(row, Limiter::Natra),
-            &key_for(row, Limiter::Upstream),
-        );
+        let upstream = row
+            .versus
+            .clone()
+            .unwrap_or_else(|| key_for(row, Limiter::Upstream));
+        let ratio = res.ratio(&key_for(row, Limiter::Natra), &upstream);
         cells.push(match ratio {
             Some((lo, med, hi)) if spread && lo != hi => format!("{med:.2} [{lo:.2}–{hi:.2}]"),
             Some((_, med, _)) => format!("{med:.2}"),

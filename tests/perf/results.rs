@@ -39,6 +39,11 @@ impl Results {
         self.get(key).map(|(_, m, _)| m)
     }
 
+    /// The figure of the latest run.
+    pub fn last(&self, key: &str) -> Option<f64> {
+        self.figures.get(key)?.last().copied()
+    }
+
     pub fn runs(&self, key: &str) -> usize {
         self.figures.get(key).map_or(0, Vec::len)
     }

@@ -81,7 +81,7 @@ impl Sub for Counters {
 
 /// The direction's counters, summed over CPUs.
 pub fn counters(skel: &NatraSkel<'_>, dir: Direction) -> Counters {
-    read_counters(skel.maps.natra_stats.as_fd(), dir)
+    read_counters(skel.maps.natra_stats.as_fd(), dir.index())
         .expect("read counters")
         .into()
 }

@@ -7,6 +7,7 @@ use natra::dataplane::maps::write_config;
 use natra::dataplane::skeleton::types::__sk_buff;
 use natra::dataplane::skeleton::NatraSkel;
 use natra::dataplane::Direction;
+use natra::dataplane::Placement;
 use natra::limits::{
     pod_limits, RequestedLimit, Tuning, DEFAULT_CE_DELAY_MS, DEFAULT_EDT_HORIZON_MS,
 };
@@ -72,7 +73,8 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
     let p = limits.pod_egress.unwrap().with_edt();
     assert_eq!(p.rate_bytes_per_sec, 1_000_000);
     assert_eq!(p.edt_horizon_ns, DEFAULT_EDT_HORIZON_MS * 1_000_000);
-    write_config(skel.maps.natra_cfg.as_fd(), dir, &p).expect("write config");
+    write_config(skel.maps.natra_cfg.as_fd(), dir, &p, &Placement::default())
+        .expect("write config");
     make_heavy(&skel, dir, &p);
     let pkt = ipv4_flow(40000, 5201);
     let len = pkt.len() as u64;
@@ -166,13 +168,15 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
     // veth, host-side modes); without it, ECN-then-drop
     let ing = Direction::PodIngress;
     let pi = limits.pod_ingress.unwrap();
-    write_config(skel.maps.natra_cfg.as_fd(), ing, &pi).expect("write config");
+    write_config(skel.maps.natra_cfg.as_fd(), ing, &pi, &Placement::default())
+        .expect("write config");
     make_heavy(&skel, ing, &pi);
     freeze_bucket(&skel, ing, reserve(&pi));
     let (ret, ts, _, _) = run_tstamp(&skel, ing, &pkt);
     assert_eq!((ret, ts), (RET_DROP, 0), "pod ingress paced without EDT");
     assert_eq!(counters(&skel, ing).paced_packets, 0);
-    write_config(skel.maps.natra_cfg.as_fd(), ing, &p).expect("write config");
+    write_config(skel.maps.natra_cfg.as_fd(), ing, &p, &Placement::default())
+        .expect("write config");
     freeze_bucket(&skel, ing, reserve(&p));
     let (ret, ts, t0, t1) = run_tstamp(&skel, ing, &pkt);
     assert_eq!(ret, RET_PASS, "pod ingress with EDT");
@@ -197,7 +201,8 @@ fn edt_paces_mice_within_their_horizon_and_marks_delayed_ect() {
         };
         let limits = pod_limits(req, req, &Tuning::default()).unwrap();
         let p = dir.limit(&limits).unwrap().with_edt();
-        write_config(skel.maps.natra_cfg.as_fd(), dir, &p).expect("write config");
+        write_config(skel.maps.natra_cfg.as_fd(), dir, &p, &Placement::default())
+            .expect("write config");
         let pkt = ipv4_flow(40001, 7070);
         let cost = byte_ns(pkt.len());
         let per_packet_ns = pkt.len() as u64 * 1000; // 1 MB/s

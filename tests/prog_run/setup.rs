@@ -7,6 +7,7 @@ use natra::dataplane::maps::{read_bucket, write_bucket, write_config};
 use natra::dataplane::skeleton::types::natra_bucket_state;
 use natra::dataplane::skeleton::NatraSkel;
 use natra::dataplane::Direction;
+use natra::dataplane::Placement;
 use natra::limits::{bucket_params, BucketParams, RequestedLimit};
 
 use crate::common;
@@ -48,7 +49,8 @@ pub fn params(rate_bits: u64) -> BucketParams {
 
 pub fn configure(skel: &NatraSkel<'_>, dir: Direction, rate_bits: u64) -> BucketParams {
     let p = params(rate_bits);
-    write_config(skel.maps.natra_cfg.as_fd(), dir, &p).expect("write config");
+    write_config(skel.maps.natra_cfg.as_fd(), dir, &p, &Placement::default())
+        .expect("write config");
     p
 }
 
@@ -58,12 +60,12 @@ pub const FROZEN_EPOCH: u32 = 100;
 
 /// Writes the direction's bucket state.
 pub fn set_state(skel: &NatraSkel<'_>, dir: Direction, st: &natra_bucket_state) {
-    write_bucket(skel.maps.natra_bucket.as_fd(), dir, st).expect("write the bucket map");
+    write_bucket(skel.maps.natra_bucket.as_fd(), dir.index(), st).expect("write the bucket map");
 }
 
 /// The direction's whole bucket state.
 pub fn state(skel: &NatraSkel<'_>, dir: Direction) -> natra_bucket_state {
-    read_bucket(skel.maps.natra_bucket.as_fd(), dir).expect("read the bucket map")
+    read_bucket(skel.maps.natra_bucket.as_fd(), dir.index()).expect("read the bucket map")
 }
 
 /// A bucket whose level no clock reading will refill, in an epoch that no

@@ -7,6 +7,7 @@ use libbpf_rs::MapCore;
 use natra::dataplane::maps::{heavy_flows_estimate, write_config};
 use natra::dataplane::skeleton::{NatraSkel, NatraSkelBuilder};
 use natra::dataplane::Direction;
+use natra::dataplane::Placement;
 use natra::limits::{pod_limits, RequestedLimit, Tuning};
 
 use crate::common;
@@ -77,7 +78,13 @@ fn a_flow_turns_heavy_past_the_threshold_and_light_after_the_window() {
     // a bucket that never runs out: classification is what is tested
     let mut big = p;
     big.burst_bytes = 1 << 32;
-    write_config(skel.maps.natra_cfg.as_fd(), dir, &big).expect("write config");
+    write_config(
+        skel.maps.natra_cfg.as_fd(),
+        dir,
+        &big,
+        &Placement::default(),
+    )
+    .expect("write config");
     freeze_bucket(&skel, dir, full(&big));
 
     // class of the next packet of the flow, from the counters
@@ -162,7 +169,13 @@ fn ten_thousand_light_flows_are_rarely_taken_for_heavy() {
                                               // a bucket that never runs out: classification is what is measured
     let mut big = p;
     big.burst_bytes = 1 << 32;
-    write_config(skel.maps.natra_cfg.as_fd(), dir, &big).expect("write config");
+    write_config(
+        skel.maps.natra_cfg.as_fd(),
+        dir,
+        &big,
+        &Placement::default(),
+    )
+    .expect("write config");
     freeze_bucket(&skel, dir, full(&big));
     fill_cells(&skel, dir, &p, 0);
 
@@ -353,9 +366,37 @@ fn the_flow_key_is_the_parsed_five_tuple() {
     assert_eq!(d.malformed_packets, 0);
 }
 
-/// The sketch's ARRAY map is sized by the control plane before load
-/// (2 directions x depth x width), and the default pod stays under 256 KiB of
-/// map memory: computed from max_entries x value_size of every map.
+/// Bytes of every map of a loaded skeleton (max_entries x value_size, per
+/// CPU for the per-CPU ones), with one line per map.
+fn map_bytes(skel: &NatraSkel<'_>) -> (u64, Vec<(String, u64)>, String) {
+    let cpus = libbpf_rs::num_possible_cpus().unwrap() as u64;
+    let mut total = 0u64;
+    let mut each = Vec::new();
+    let mut rows = Vec::new();
+    for m in skel.object().maps() {
+        let name = m.name().to_string_lossy().into_owned();
+        let per_cpu = m.map_type() == libbpf_rs::MapType::PercpuArray;
+        let bytes = u64::from(m.max_entries())
+            * u64::from(m.value_size()).next_multiple_of(8)
+            * if per_cpu { cpus } else { 1 };
+        rows.push(format!(
+            "{name}: {} x {} B",
+            m.max_entries(),
+            m.value_size()
+        ));
+        each.push((name, bytes));
+        total += bytes;
+    }
+    (total, each, rows.join(", "))
+}
+
+/// A private load (one Pod interface) has its ARRAY maps sized by the
+/// control plane before load: one slot, and the sketch for the Pod's own
+/// geometry (2 directions x depth x width); a default pod stays under
+/// 256 KiB of map memory, computed from max_entries x value_size of every
+/// map. On the shared dataplane a default pod's sketch fits in its slot's
+/// cells, and its share (its slot's entries and its own record map) stays
+/// under 256 KiB too.
 #[test]
 #[ignore = "needs root: BPF_PROG_RUN (run via make test)"]
 fn the_sketch_is_sized_at_load_and_a_default_pod_stays_under_256k() {
@@ -373,33 +414,22 @@ fn the_sketch_is_sized_at_load_and_a_default_pod_stays_under_256k() {
     )
     .unwrap();
     let p = limits.pod_egress.unwrap();
+    let cpus = libbpf_rs::num_possible_cpus().unwrap() as u64;
+
+    // a private load, sized as natra sizes it
     let mut storage = MaybeUninit::uninit();
     let mut open = NatraSkelBuilder::default().open(&mut storage).unwrap();
+    let one_slot = Direction::ALL.len() as u32;
+    open.maps.natra_cfg.set_max_entries(one_slot).unwrap();
+    open.maps.natra_bucket.set_max_entries(one_slot).unwrap();
+    open.maps.natra_stats.set_max_entries(one_slot).unwrap();
     open.maps
         .natra_sketch
         .set_max_entries(natra::dataplane::maps::sketch_entries(&p))
         .unwrap();
     let skel = open.load().unwrap();
-    let cpus = libbpf_rs::num_possible_cpus().unwrap() as u64;
-    let mut total = 0u64;
-    let mut rows = Vec::new();
-    for m in skel.object().maps() {
-        let name = m.name().to_string_lossy().into_owned();
-        let per_cpu = m.map_type() == libbpf_rs::MapType::PercpuArray;
-        let bytes = u64::from(m.max_entries())
-            * u64::from(m.value_size()).next_multiple_of(8)
-            * if per_cpu { cpus } else { 1 };
-        rows.push(format!(
-            "{name}: {} x {} B",
-            m.max_entries(),
-            m.value_size()
-        ));
-        total += bytes;
-    }
-    println!(
-        "maps of a default 20 Mbit/s pod: {} = {total} B",
-        rows.join(", ")
-    );
+    let (total, _, rows) = map_bytes(&skel);
+    println!("maps of a default 20 Mbit/s pod, private load: {rows} = {total} B");
     assert_eq!(skel.maps.natra_sketch.max_entries(), 2 * 4 * 128);
     let sketch = 2 * 4 * 128 * 8;
     assert!(
@@ -408,4 +438,41 @@ fn the_sketch_is_sized_at_load_and_a_default_pod_stays_under_256k() {
         total - sketch
     );
     assert!(total <= 256 * 1024, "{total} B");
+    drop(skel);
+
+    // the shared dataplane: NATRA_SLOTS slots, each with its own keys
+    let slots = u64::from(Placement::SLOTS);
+    let slot_cells = natra::contract::NATRA_SLOT_SKETCH_CELLS as u32;
+    assert!(
+        natra::dataplane::maps::sketch_entries(&p) <= 2 * slot_cells,
+        "a default pod's sketch fits in its slot's cells"
+    );
+    let skel = common::skel::loaded();
+    let (total, each, rows) = map_bytes(&skel);
+    println!("maps of the shared dataplane: {rows} = {total} B");
+    assert_eq!(
+        u64::from(skel.maps.natra_cfg.max_entries()),
+        slots * 2,
+        "two keys per slot"
+    );
+    assert_eq!(
+        skel.maps.natra_sketch.max_entries(),
+        Placement::SLOTS * 2 * slot_cells
+    );
+    let mut share = 0u64;
+    for (name, bytes) in &each {
+        share += match name.as_str() {
+            // one record map of this type is made for each pod
+            "natra_attach" => *bytes,
+            // node-wide: two program ids
+            "natra_progs" => 0,
+            _ => bytes / slots,
+        };
+    }
+    println!("a pod's share of the shared dataplane: {share} B");
+    assert!(
+        share < 2 * u64::from(slot_cells) * 8 + 16 * 1024 + cpus * 128,
+        "a slot: {share} B"
+    );
+    assert!(share <= 256 * 1024, "{share} B");
 }
