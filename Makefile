@@ -47,7 +47,7 @@ lint:
 # test`; as root they run here, otherwise this target says loudly it skipped them.
 test: deps bpffs lint image
 ifeq ($(ROOT),0)
-	$(CARGO) test -- --include-ignored
+	NATRA_BENCH_BIN=$(RELEASE_BIN) $(CARGO) test -- --include-ignored
 	$(MAKE) test-kernels
 else
 	@echo "=================================================================="

@@ -7,23 +7,28 @@
 #ifndef NATRA_MAPS_H
 #define NATRA_MAPS_H
 
+/* Keys of the per-direction maps (every slot's directions), and cells of
+ * the sketch (NATRA_SLOT_SKETCH_CELLS per key). */
+#define NATRA_MAP_KEYS (NATRA_SLOTS * NATRA_DIR_COUNT)
+#define NATRA_MAP_CELLS (NATRA_MAP_KEYS * NATRA_SLOT_SKETCH_CELLS)
+
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NATRA_SLOTS * NATRA_DIR_COUNT);
+	__uint(max_entries, NATRA_MAP_KEYS);
 	__type(key, __u32);
 	__type(value, struct natra_config);
 } natra_cfg SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NATRA_SLOTS * NATRA_DIR_COUNT);
+	__uint(max_entries, NATRA_MAP_KEYS);
 	__type(key, __u32);
 	__type(value, struct natra_bucket_state);
 } natra_bucket SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, NATRA_SLOTS * NATRA_DIR_COUNT);
+	__uint(max_entries, NATRA_MAP_KEYS);
 	__type(key, __u32);
 	__type(value, struct natra_counters);
 } natra_stats SEC(".maps");
@@ -34,7 +39,7 @@ struct {
  * width, sketch_base = dir x depth x width). */
 struct {
 	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, NATRA_SLOTS * NATRA_DIR_COUNT * NATRA_SLOT_SKETCH_CELLS);
+	__uint(max_entries, NATRA_MAP_CELLS);
 	__type(key, __u32);
 	__type(value, __u64);
 } natra_sketch SEC(".maps");

@@ -105,13 +105,19 @@ impl Doc<'_> {
                 so this overstates the wire bytes slightly, never understates them); only windows wholly inside \
                 the mice phase count.\n\
              4. **Cost**: BPF ns/packet per dataplane path with BPF_PROG_RUN (tests/common/bpf_cost.rs, \
-                {rep} repeats, best of {rounds} interleaved rounds, beside a pass-through program); softirq time of the whole machine \
+                {rep} repeats, best of {rounds} interleaved rounds, beside a pass-through program), through a Pod's \
+                stub and its tail call into the shared program, as a packet runs it; softirq time of the whole machine \
                 (/proc/stat) per GB during the bulk flow at the highest cap, for every setup.\n\
              5. **Scale**: {pods} Pods (kubelet's default maxPods) made without a limiter, then each limiter's \
                 ADD called directly on each in turn (CNI environment, the Pod's prevResult, 20 Mbit/s both ways) \
-                keeping all of them limited, then each DEL. Memory per Pod: natra's BPF objects reachable from \
-                its pins (programs + maps, bytes_memlock from bpftool, 10 Pods sampled), and for both the \
-                growth of /proc/meminfo Slab + Percpu + VmallocUsed over all the Pods.\n\n\
+                keeping all of them limited, then each DEL; natra twice, with `tcx-hostside` (its default) and \
+                with `clsact-hostside`. First, on a fresh pin root, one natra ADD and DEL: the node's fixed cost \
+                (the first ADD loads and verifies the shared dataplane, which stays), on its own rows. Memory per \
+                Pod: natra's BPF objects reachable from its pins but not the node's shared dataplane (programs + \
+                maps, bytes_memlock from bpftool, 10 Pods sampled), and for each run the growth of /proc/meminfo \
+                Slab + Percpu + VmallocUsed over all the Pods. One RCU grace period is timed as \
+                `membarrier(MEMBARRIER_CMD_GLOBAL)`, which waits for one (`synchronize_rcu()`), what each tcx \
+                attach and detach waits for with rtnl held; tcx's extra ADD time over clsact is given in grace periods.\n\n\
              ## Results\n",
             mode = m.name(),
             runs = m.runs,

@@ -54,7 +54,12 @@ pub fn run(rig: &Rig, mode: &Mode, res: &mut Results) {
         .map(|i| net.pod(&format!("k{i}")))
         .collect();
     let prevs: Vec<Value> = pods.iter().map(|p| p.add(None).ok()).collect();
-    let natra = crate::common::natra_bin();
+    // ADD and DEL are timed on the binary nodes run: `make test` passes the
+    // release build it made (NATRA_BENCH_BIN), not its own debug one.
+    let natra = std::env::var_os("NATRA_BENCH_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(crate::common::natra_bin);
+    println!("scale: natra ADD/DEL timed on {}", natra.display());
     let conf = |kind: &str, attach: Option<&str>, bw: Value, i: usize| {
         let mut c = json!({"cniVersion": "1.0.0", "name": net.net_name, "type": kind,
                            "runtimeConfig": {"bandwidth": bw}, "prevResult": prevs[i]});

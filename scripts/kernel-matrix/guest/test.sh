@@ -171,10 +171,17 @@ del_clean() {
   _ok=1
   cni del pod "$1" /tmp/natra-only.conflist >/dev/null || _ok=0
   # Unpinned links and programs are freed after an RCU grace period: poll.
+  # The node's shared dataplane (~dataplane: its maps and the two programs,
+  # with BTF) stays; a slot it still holds, or a stub (a pod_* program
+  # without BTF), is the Pod's and counts.
   for _ in $(seq 30); do
-    _pins=$(ls -A "$NATRA_PIN_ROOT" 2>/dev/null | wc -l || true)
+    _pins=$(
+      ls -A "$NATRA_PIN_ROOT" 2>/dev/null | grep -v '^~dataplane$' || true
+      ls -A "$NATRA_PIN_ROOT"/~dataplane/*/slots 2>/dev/null || true
+    )
+    _pins=$(printf '%s' "$_pins" | grep -c . || true)
     _links=$(bpftool link show | grep -c tcx || true)
-    _progs=$(bpftool prog show | grep -cE 'pod_(in|e)gress' || true)
+    _progs=$(bpftool -j prog show | jq '[.[] | select(.name // "" | test("^pod_(in|e)gress")) | select(.btf_id == null)] | length')
     [ "$_pins$_links$_progs" = 000 ] && break
     sleep 0.1
   done
