@@ -135,6 +135,9 @@ enum natra_attach_mode {
 	NATRA_ATTACH_TCX_PODSIDE = 2,
 	NATRA_ATTACH_CLSACT_HOSTSIDE = 3,
 	NATRA_ATTACH_CLSACT_PODSIDE = 4,
+	/* pod_ingress on the host veth (paced by fq there), pod_egress on the
+	 * Pod's interface (paced by fq there): EDT both ways. */
+	NATRA_ATTACH_TCX_SPLIT = 5,
 };
 
 /* struct natra_attachment.flags: an enum, so that Rust and bpftool see the names. */

@@ -158,6 +158,8 @@ fn record(pod: &Pod) -> (String, u64) {
 const OWNS_CLSACT: u64 = 1;
 const OWNS_FQ: u64 = 2;
 const EDT: u64 = 4;
+const EDT_INGRESS: u64 = 8;
+const OWNS_HOST_FQ: u64 = 16;
 
 /// The flags EDT adds to a Pod-side attachment with `edtPacing` auto or on:
 /// natra's fq and EDT where the kernel has sch_fq, nothing where it has not.
@@ -211,6 +213,7 @@ enum Mode {
     TcxPodside,
     ClsactHostside,
     ClsactPodside,
+    TcxSplit,
 }
 
 impl Mode {
@@ -220,6 +223,7 @@ impl Mode {
             Mode::TcxPodside => "tcx-podside",
             Mode::ClsactHostside => "clsact-hostside",
             Mode::ClsactPodside => "clsact-podside",
+            Mode::TcxSplit => "tcx-split",
         }
     }
 
@@ -229,6 +233,7 @@ impl Mode {
             Mode::TcxPodside => "NATRA_ATTACH_TCX_PODSIDE",
             Mode::ClsactHostside => "NATRA_ATTACH_CLSACT_HOSTSIDE",
             Mode::ClsactPodside => "NATRA_ATTACH_CLSACT_PODSIDE",
+            Mode::TcxSplit => "NATRA_ATTACH_TCX_SPLIT",
         }
     }
 
@@ -236,16 +241,22 @@ impl Mode {
         matches!(self, Mode::TcxPodside | Mode::ClsactPodside)
     }
 
+    /// `prog` sits on the Pod's eth0 (the split mode: pod egress only).
+    fn pod_side_of(self, prog: &str) -> bool {
+        self.pod_side() || (self == Mode::TcxSplit && prog == "pod_egress")
+    }
+
     fn tcx(self) -> bool {
-        matches!(self, Mode::TcxHostside | Mode::TcxPodside)
+        matches!(self, Mode::TcxHostside | Mode::TcxPodside | Mode::TcxSplit)
     }
 
     /// The hooks of pod_ingress and pod_egress.
     fn hooks(self) -> [(&'static str, &'static str); 2] {
-        if self.pod_side() {
-            [("pod_ingress", "ingress"), ("pod_egress", "egress")]
-        } else {
-            [("pod_ingress", "egress"), ("pod_egress", "ingress")]
+        match self {
+            // each direction just before the root qdisc that can pace it
+            Mode::TcxSplit => [("pod_ingress", "egress"), ("pod_egress", "egress")],
+            _ if self.pod_side() => [("pod_ingress", "ingress"), ("pod_egress", "egress")],
+            _ => [("pod_ingress", "egress"), ("pod_egress", "ingress")],
         }
     }
 }
@@ -275,14 +286,18 @@ fn assert_placed(mode: Mode, pod: &Pod, veth: &str) {
         if mode.tcx() {
             assert!(pins.contains(&format!("{prog}_link")), "{mode:?}: {pins:?}");
             let link = kernel::pinned_tcx(&pod.pin_dir().join(format!("{prog}_link")));
-            let want_if = if mode.pod_side() { pod_if } else { host_if };
+            let want_if = if mode.pod_side_of(prog) {
+                pod_if
+            } else {
+                host_if
+            };
             assert_eq!(
                 (link.ifindex, link.attach_type),
                 (want_if, tcx_hook(hook).attach_type()),
                 "{mode:?}: {prog} must be at tcx {hook} of ifindex {want_if}"
             );
             kernel::behind_stub(&pod.pin_dir(), link.prog_id, dir_index(prog));
-            let at = if mode.pod_side() {
+            let at = if mode.pod_side_of(prog) {
                 pod_tcx(pod, pod_if, tcx_hook(hook))
             } else {
                 kernel::tcx_attached(host_if, tcx_hook(hook)).unwrap()
@@ -378,7 +393,13 @@ fn explicit_mode(mode: Mode, subnet: u8, way: Way, port: u16) {
     let veth = host_veth(&result);
 
     // NATRA_ATTACH_OWNS_CLSACT: the veth had no clsact before natra.
-    let flags = if mode.tcx() { 0 } else { OWNS_CLSACT } | edt_flags(mode.pod_side());
+    let flags = if mode.tcx() { 0 } else { OWNS_CLSACT }
+        | edt_flags(mode.pod_side() || mode == Mode::TcxSplit)
+        | if mode == Mode::TcxSplit && has_sch_fq() {
+            EDT_INGRESS | OWNS_HOST_FQ
+        } else {
+            0
+        };
     assert_eq!(record(&client), (mode.record_name().to_owned(), flags));
     assert_placed(mode, &client, &veth);
     client.check(Some(&bw)).ok();
@@ -410,6 +431,12 @@ fn explicit_mode(mode: Mode, subnet: u8, way: Way, port: u16) {
     client.del(Some(&bw)).ok();
     server.del(None).ok();
     net.assert_pin_root_clean();
+}
+
+#[test]
+#[ignore = "needs root: netns + bpffs (run via make test)"]
+fn tcx_split_puts_each_direction_before_its_queue() {
+    explicit_mode(Mode::TcxSplit, 142, Way::Egress, 5416);
 }
 
 #[test]

@@ -57,7 +57,7 @@ fn mode_choice(field: &str, value: &str) -> Result<ModeChoice> {
             invalid(
                 field,
                 value,
-                "one of auto, tcx-hostside, tcx-podside, clsact-hostside, clsact-podside",
+                "one of auto, tcx-hostside, tcx-podside, tcx-split, clsact-hostside, clsact-podside",
             )
         })
 }

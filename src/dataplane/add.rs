@@ -48,19 +48,29 @@ pub fn install(
     let mut fq_owned = fq.owned;
     let mut host_fq_owned = fq.host_owned;
     let mut failures = Vec::new();
-    for stage in plan(opts, fq) {
+    // Whether each fq is still there: a stage that does not pace a direction
+    // removes the fq natra installed for it, and later stages cannot count
+    // on it any more.
+    let (mut host_fq, mut pod_fq) = (fq.host_available, fq.available);
+    for mut stage in plan(opts, fq) {
         if !stage.edt_ingress && host_fq_owned {
             edt::remove_natra_host_fq(target.host_ifindex)?;
             host_fq_owned = false;
+            host_fq = false;
         }
         if !stage.edt && fq_owned {
             log::info!(
-                "EDT off: no Pod-side attach mode worked; removing the fq natra installed on the Pod's {}",
+                "EDT off for pod egress: removing the fq natra installed on the Pod's {}",
                 target.pod_ifname
             );
             edt::remove_natra_fq(&target.netns, target.pod_ifindex)?;
             fq_owned = false;
+            pod_fq = false;
         }
+        stage.edt_ingress &= host_fq;
+        stage.owns_host_fq &= host_fq_owned;
+        stage.edt &= pod_fq;
+        stage.owns_fq &= fq_owned;
         match run_stage(pins, target, limits, &stage) {
             Ok(mode) => {
                 return Ok(Installed {
@@ -379,12 +389,12 @@ fn attach_all(
     rec: &mut Record,
 ) -> Result<()> {
     let mode = rec.mode;
-    let ifindex = mode.ifindex(target.host_ifindex, target.pod_ifindex);
     for (n, &(dir, prog)) in progs.iter().enumerate() {
         let name = dir.program_name();
+        let ifindex = mode.ifindex(dir, target.host_ifindex, target.pod_ifindex);
         if mode.is_tcx() {
             let attach_type = mode.tcx_attach_type(dir);
-            let link = on_side(mode, &target.netns, move || {
+            let link = on_side(mode, dir, &target.netns, move || {
                 sys::tcx_link(prog, name, ifindex, attach_type)
             })?;
             // Unpinned, the link goes when `link` is closed.
@@ -396,7 +406,7 @@ fn attach_all(
             let hook = mode.clsact_hook(dir);
             // The record says natra owns the clsact qdisc before natra makes
             // it: killed in between, DEL still removes it (only while empty).
-            let slot = on_side(mode, &target.netns, move || {
+            let slot = on_side(mode, dir, &target.netns, move || {
                 qdisc::clsact_slot_kind(ifindex)
             })?;
             let intended = slot.is_none() && !rec.has(OWNS_CLSACT);
@@ -404,7 +414,7 @@ fn attach_all(
                 rec.flags |= OWNS_CLSACT;
                 record::write(record_map, rec)?;
             }
-            let attached = on_side(mode, &target.netns, move || {
+            let attached = on_side(mode, dir, &target.netns, move || {
                 clsact::attach_to(prog, ifindex, hook, slot)
             })?;
             if intended && !attached.created_clsact {
@@ -465,8 +475,13 @@ mod tests {
             host_owned: true,
         };
         let stages = plan(&opts, fq);
-        assert_eq!(stage_flags(&stages[0]), EDT | OWNS_FQ);
-        assert_eq!(stage_flags(&stages[1]), EDT_INGRESS | OWNS_HOST_FQ);
+        // tcx-split, then the Pod-side modes, then the host-side ones
+        assert_eq!(
+            stage_flags(&stages[0]),
+            EDT | OWNS_FQ | EDT_INGRESS | OWNS_HOST_FQ
+        );
+        assert_eq!(stage_flags(&stages[1]), EDT | OWNS_FQ);
+        assert_eq!(stage_flags(&stages[2]), EDT_INGRESS | OWNS_HOST_FQ);
     }
 
     #[test]

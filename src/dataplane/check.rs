@@ -11,7 +11,7 @@ use super::maps;
 use super::modes::{on_side, AttachMode, EdtPacing, ModeChoice, Options, Target};
 use super::pins::{AttachmentPins, CONFIG_MAP};
 use super::placement::Placement;
-use super::record::{self, Record, EDT};
+use super::record::{self, Record, EDT, EDT_INGRESS};
 use super::skeleton::types::natra_config;
 use super::sys;
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -128,6 +128,17 @@ fn verify_record(pins: &AttachmentPins, target: &Target, opts: &Options) -> Resu
         }
         _ => {}
     }
+    if rec.has(EDT_INGRESS) {
+        // pod ingress is paced by fq at the host veth's root
+        let kind = qdisc::root_qdisc_kind(target.host_ifindex)?;
+        if kind.as_deref() != Some("fq") {
+            return Err(mismatch(format!(
+                "EDT is on for pod ingress but the root qdisc of the host veth (ifindex {}) is {}, not fq",
+                target.host_ifindex,
+                kind.as_deref().unwrap_or("none")
+            )));
+        }
+    }
     if rec.has(EDT) {
         let ifindex = target.pod_ifindex;
         let kind = netns::run_in_netns(&target.netns, move || qdisc::root_qdisc_kind(ifindex))?;
@@ -157,7 +168,7 @@ fn verify_direction(
 ) -> Result<()> {
     let name = dir.program_name();
     let mode = rec.mode;
-    let ifindex = mode.ifindex(target.host_ifindex, target.pod_ifindex);
+    let ifindex = mode.ifindex(dir, target.host_ifindex, target.pod_ifindex);
     if mode.is_tcx() {
         let want = sys::TcxTarget {
             ifindex,
@@ -173,7 +184,7 @@ fn verify_direction(
                 "{mode}: expected ifindex {} attach type {} on {}, found ifindex {} attach type {}",
                 want.ifindex,
                 want.attach_type,
-                mode.side(),
+                mode.side(dir),
                 found.ifindex,
                 found.attach_type
             )));
@@ -190,7 +201,9 @@ fn verify_direction(
             )
         })?;
     let hook = mode.clsact_hook(dir);
-    let found = on_side(mode, &target.netns, move || clsact::query(ifindex, hook))?;
+    let found = on_side(mode, dir, &target.netns, move || {
+        clsact::query(ifindex, hook)
+    })?;
     if found != Some(ours) {
         return Err(Error::new(
             ErrorKind::CheckMismatch,
@@ -199,7 +212,7 @@ fn verify_direction(
         .with_details(format!(
             "natra's clsact filter at {} of ifindex {ifindex} ({}) runs {}, expected prog {ours}",
             hook.name(),
-            mode.side(),
+            mode.side(dir),
             found.map_or("nothing".to_owned(), |id| format!("prog {id}"))
         )));
     }

@@ -9,6 +9,7 @@
 //! or the image configured.
 use std::path::Path;
 
+use super::direction::Direction;
 use super::faults;
 pub use super::modes::Fq;
 use super::modes::{EdtPacing, ModeChoice, Options, Target};
@@ -35,7 +36,10 @@ pub fn probe(target: &Target, opts: &Options, limits: &PodLimits) -> Result<Fq> 
         return Ok(NO_FQ);
     }
     let (pod_side, host_side) = match opts.mode {
-        ModeChoice::Explicit(mode) => (mode.is_pod_side(), !mode.is_pod_side()),
+        ModeChoice::Explicit(mode) => (
+            mode.pod_side(Direction::PodEgress),
+            !mode.pod_side(Direction::PodIngress),
+        ),
         ModeChoice::Auto => (true, true),
     };
     let mut fq = NO_FQ;
@@ -43,10 +47,9 @@ pub fn probe(target: &Target, opts: &Options, limits: &PodLimits) -> Result<Fq> 
     if pod_side {
         pod_failure = probe_pod(target, opts, limits, &mut fq)?;
     }
-    // pod ingress: fq on the host veth, in the host netns. With `auto` only
-    // when the Pod side cannot pace (its stage is tried first and would
-    // remove this fq again: two qdisc changes per ADD for nothing).
-    if host_side && !fq.available {
+    // pod ingress: fq on the host veth, in the host netns: `auto` paces
+    // both ways with it and the Pod's fq (the split modes).
+    if host_side {
         if let Some(p) = limits.pod_ingress {
             let sizing = sizing_for(&p);
             match qdisc::install_fq_root_sized(target.host_ifindex, Some(sizing)) {

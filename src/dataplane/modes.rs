@@ -42,14 +42,19 @@ pub enum AttachMode {
     TcxPodside,
     ClsactHostside,
     ClsactPodside,
+    /// pod_ingress on the host veth, pod_egress on the Pod's interface: each
+    /// direction where an fq after it can pace it (EDT both ways). tcx only:
+    /// a clsact mode would own a qdisc on each side.
+    TcxSplit,
 }
 
 impl AttachMode {
-    pub const ALL: [AttachMode; 4] = [
+    pub const ALL: [AttachMode; 5] = [
         AttachMode::TcxHostside,
         AttachMode::TcxPodside,
         AttachMode::ClsactHostside,
         AttachMode::ClsactPodside,
+        AttachMode::TcxSplit,
     ];
 
     /// The name `attachMode` / `NATRA_ATTACH_MODE` take.
@@ -59,6 +64,7 @@ impl AttachMode {
             AttachMode::TcxPodside => "tcx-podside",
             AttachMode::ClsactHostside => "clsact-hostside",
             AttachMode::ClsactPodside => "clsact-podside",
+            AttachMode::TcxSplit => "tcx-split",
         }
     }
 
@@ -66,12 +72,26 @@ impl AttachMode {
         AttachMode::ALL.into_iter().find(|m| m.name() == name)
     }
 
-    pub fn is_pod_side(self) -> bool {
-        matches!(self, AttachMode::TcxPodside | AttachMode::ClsactPodside)
+    /// `dir`'s program sits on the Pod's interface (inside the Pod's
+    /// netns), not on the host veth.
+    pub fn pod_side(self, dir: Direction) -> bool {
+        match self {
+            AttachMode::TcxPodside | AttachMode::ClsactPodside => true,
+            AttachMode::TcxSplit => dir == Direction::PodEgress,
+            AttachMode::TcxHostside | AttachMode::ClsactHostside => false,
+        }
+    }
+
+    /// Some program of this mode sits inside the Pod's netns.
+    pub fn touches_pod(self) -> bool {
+        Direction::ALL.into_iter().any(|d| self.pod_side(d))
     }
 
     pub fn is_tcx(self) -> bool {
-        matches!(self, AttachMode::TcxHostside | AttachMode::TcxPodside)
+        matches!(
+            self,
+            AttachMode::TcxHostside | AttachMode::TcxPodside | AttachMode::TcxSplit
+        )
     }
 
     /// The `BPF_TCX_*` attach type that sees `dir` in this mode.
@@ -84,25 +104,25 @@ impl AttachMode {
 
     /// The hook (tcx or clsact) that sees `dir` in this mode.
     pub fn clsact_hook(self, dir: Direction) -> Hook {
-        if self.is_pod_side() {
+        if self.pod_side(dir) {
             Hook::for_pod_veth(dir)
         } else {
             Hook::for_host_veth(dir)
         }
     }
 
-    /// The device this mode attaches to, in its own netns.
-    pub fn ifindex(self, host_ifindex: u32, pod_ifindex: u32) -> u32 {
-        if self.is_pod_side() {
+    /// The device `dir`'s program attaches to, in its own netns.
+    pub fn ifindex(self, dir: Direction, host_ifindex: u32, pod_ifindex: u32) -> u32 {
+        if self.pod_side(dir) {
             pod_ifindex
         } else {
             host_ifindex
         }
     }
 
-    /// Where this mode attaches, for messages.
-    pub fn side(self) -> &'static str {
-        if self.is_pod_side() {
+    /// Where `dir`'s program attaches, for messages.
+    pub fn side(self, dir: Direction) -> &'static str {
+        if self.pod_side(dir) {
             "the Pod's interface"
         } else {
             "the host veth"
@@ -238,62 +258,54 @@ pub fn auto_order(edt: bool) -> [AttachMode; 4] {
     }
 }
 
-/// The stages of one ADD. EDT needs a Pod-side mode, and the dataplane's
-/// config says whether it paces: so `auto` with fq runs the Pod-side modes
-/// with EDT on, then (unless `edtPacing` is `on`) the host-side ones with
-/// EDT off, in a second load.
+/// The stages of one ADD. EDT paces a direction only where an fq follows
+/// its program: pod egress on the Pod's interface (Pod-side and split
+/// modes), pod ingress on the host veth (host-side and split modes); a
+/// stage's config says which directions it paces. With both fqs, `auto`
+/// tries the split modes (EDT both ways), then the Pod-side ones, then
+/// (unless `edtPacing` is `on`) the host-side ones, each stage a load of its
+/// own; install() narrows a stage to the fqs still in place when it runs.
 pub fn plan(opts: &Options, fq: Fq) -> Vec<Stage> {
-    let edt_stage = |modes: &[AttachMode]| Stage {
-        edt: true,
-        owns_fq: fq.owned,
-        edt_ingress: false,
-        owns_host_fq: false,
-        modes: modes.to_vec(),
-    };
-    // host side: pod ingress paced when the host veth has fq
-    let host_stage = |modes: &[AttachMode]| Stage {
-        edt: false,
-        owns_fq: false,
-        edt_ingress: fq.host_available,
-        owns_host_fq: fq.host_available && fq.host_owned,
-        modes: modes.to_vec(),
-    };
-    let plain = |modes: &[AttachMode]| Stage {
-        edt: false,
-        owns_fq: false,
-        edt_ingress: false,
-        owns_host_fq: false,
-        modes: modes.to_vec(),
-    };
-    match opts.mode {
-        ModeChoice::Explicit(mode) if fq.available && mode.is_pod_side() => {
-            vec![edt_stage(&[mode])]
+    use AttachMode::*;
+    let stage = |modes: &[AttachMode]| {
+        let egress = fq.available && modes.iter().all(|m| m.pod_side(Direction::PodEgress));
+        let ingress = fq.host_available && modes.iter().all(|m| !m.pod_side(Direction::PodIngress));
+        Stage {
+            edt: egress,
+            owns_fq: egress && fq.owned,
+            edt_ingress: ingress,
+            owns_host_fq: ingress && fq.host_owned,
+            modes: modes.to_vec(),
         }
-        ModeChoice::Explicit(mode) if !mode.is_pod_side() => vec![host_stage(&[mode])],
-        ModeChoice::Explicit(mode) => vec![plain(&[mode])],
+    };
+    let pod_side = [TcxPodside, ClsactPodside];
+    let host_side = [TcxHostside, ClsactHostside];
+    match opts.mode {
+        ModeChoice::Explicit(mode) => vec![stage(&[mode])],
         ModeChoice::Auto if fq.available => {
-            let order = auto_order(true);
-            let mut stages = vec![edt_stage(&order[..2])];
+            let mut stages = Vec::new();
+            if fq.host_available {
+                stages.push(stage(&[TcxSplit]));
+            }
+            stages.push(stage(&pod_side));
             if opts.edt != EdtPacing::On {
-                stages.push(host_stage(&order[2..]));
+                stages.push(stage(&host_side));
             }
             stages
         }
-        ModeChoice::Auto if fq.host_available => {
-            let order = auto_order(false);
-            vec![host_stage(&order[..2]), plain(&order[2..])]
-        }
-        ModeChoice::Auto => vec![plain(&auto_order(false))],
+        ModeChoice::Auto if fq.host_available => vec![stage(&host_side), stage(&pod_side)],
+        ModeChoice::Auto => vec![stage(&auto_order(false))],
     }
 }
 
-/// Runs `work` in the Pod's netns for a Pod-side mode, here otherwise.
-pub fn on_side<T, F>(mode: AttachMode, netns: &Path, work: F) -> Result<T>
+/// Runs `work` in the Pod's netns where `mode` puts `dir`'s program on the
+/// Pod's interface, here otherwise.
+pub fn on_side<T, F>(mode: AttachMode, dir: Direction, netns: &Path, work: F) -> Result<T>
 where
     T: Send,
     F: FnOnce() -> Result<T> + Send,
 {
-    if mode.is_pod_side() {
+    if mode.pod_side(dir) {
         netns::run_in_netns(netns, work)
     } else {
         work()
@@ -388,15 +400,22 @@ mod tests {
     }
 
     #[test]
-    fn host_fq_paces_pod_ingress_in_the_host_side_modes_only() {
+    fn with_both_fqs_auto_paces_both_ways_first_then_one_way() {
         let both = Fq {
             host_available: true,
             host_owned: true,
             ..OUR_FQ
         };
+        let pod = |m: &AttachMode, d| m.pod_side(d);
         let stages = plan(&opts(ModeChoice::Auto, EdtPacing::Auto), both);
-        assert!(stages[0].edt && !stages[0].edt_ingress);
-        assert!(!stages[1].edt && stages[1].edt_ingress && stages[1].owns_host_fq);
+        assert_eq!(stages.len(), 3);
+        assert_eq!(stages[0].modes, [AttachMode::TcxSplit]);
+        assert!(stages[0].edt && stages[0].edt_ingress);
+        assert!(stages[0].owns_fq && stages[0].owns_host_fq);
+        assert!(stages[1].edt && !stages[1].edt_ingress);
+        assert!(stages[1].modes.iter().all(|m| m.touches_pod()));
+        assert!(!stages[2].edt && stages[2].edt_ingress && stages[2].owns_host_fq);
+        assert!(stages[2].modes.iter().all(|m| !m.touches_pod()));
         let host_only = Fq {
             available: false,
             owned: false,
@@ -404,8 +423,14 @@ mod tests {
         };
         let stages = plan(&opts(ModeChoice::Auto, EdtPacing::Auto), host_only);
         assert_eq!(stages.len(), 2);
-        assert!(stages[0].edt_ingress && stages[0].modes.iter().all(|m| !m.is_pod_side()));
-        assert!(!stages[1].edt_ingress && stages[1].modes.iter().all(|m| m.is_pod_side()));
+        assert!(stages[0].edt_ingress && stages[0].modes.iter().all(|m| !m.touches_pod()));
+        assert!(
+            !stages[1].edt_ingress
+                && stages[1]
+                    .modes
+                    .iter()
+                    .all(|m| pod(m, Direction::PodIngress))
+        );
         let explicit = plan(
             &opts(
                 ModeChoice::Explicit(AttachMode::TcxHostside),
@@ -414,13 +439,37 @@ mod tests {
             host_only,
         );
         assert!(explicit[0].edt_ingress && !explicit[0].edt);
+        let split = plan(
+            &opts(ModeChoice::Explicit(AttachMode::TcxSplit), EdtPacing::Auto),
+            both,
+        );
+        assert!(split[0].edt && split[0].edt_ingress);
+    }
+
+    #[test]
+    fn the_split_mode_puts_each_direction_before_its_fq() {
+        use AttachMode::TcxSplit;
+        assert!(!TcxSplit.pod_side(Direction::PodIngress));
+        assert!(TcxSplit.pod_side(Direction::PodEgress));
+        // pod ingress at the host veth's egress, pod egress at the Pod's
+        // eth0 egress: both just before a root qdisc
+        assert_eq!(
+            TcxSplit.tcx_attach_type(Direction::PodIngress),
+            libbpf_sys::BPF_TCX_EGRESS
+        );
+        assert_eq!(
+            TcxSplit.tcx_attach_type(Direction::PodEgress),
+            libbpf_sys::BPF_TCX_EGRESS
+        );
+        assert_eq!(TcxSplit.ifindex(Direction::PodIngress, 7, 2), 7);
+        assert_eq!(TcxSplit.ifindex(Direction::PodEgress, 7, 2), 2);
     }
 
     #[test]
     fn edt_on_never_falls_back_to_the_host_side() {
         let stages = plan(&opts(ModeChoice::Auto, EdtPacing::On), OUR_FQ);
         assert_eq!(stages.len(), 1);
-        assert!(stages[0].modes.iter().all(|m| m.is_pod_side()));
+        assert!(stages[0].modes.iter().all(|m| m.touches_pod()));
     }
 
     #[test]

@@ -225,6 +225,7 @@ impl AttachMode {
             AttachMode::TcxPodside => natra_attach_mode::NATRA_ATTACH_TCX_PODSIDE,
             AttachMode::ClsactHostside => natra_attach_mode::NATRA_ATTACH_CLSACT_HOSTSIDE,
             AttachMode::ClsactPodside => natra_attach_mode::NATRA_ATTACH_CLSACT_PODSIDE,
+            AttachMode::TcxSplit => natra_attach_mode::NATRA_ATTACH_TCX_SPLIT,
         }
     }
 

@@ -7,8 +7,9 @@
 //! - natra's clsact filter gone (in the Pod-side modes a Pod with NET_ADMIN
 //!   can delete the clsact qdisc, docs/security.md): the pinned program
 //!   attached again (and the clsact qdisc made, recorded as natra's).
-//! - With EDT, the fq at the Pod's interface removed or replaced: natra's
-//!   fq made the root again (recorded as natra's, so DEL removes it).
+//! - With EDT, the fq at the Pod's interface (pod egress) or at the host
+//!   veth (pod ingress) removed or replaced: natra's fq made the root again
+//!   (recorded as natra's, so DEL removes it).
 //! - The Pod gone without a DEL (its netns and its device both gone): the
 //!   attachment removed, as DEL would.
 //!
@@ -23,7 +24,7 @@ use super::clsact;
 use super::direction::Direction;
 use super::modes::on_side;
 use super::pins::{self, AttachmentPins};
-use super::record::{self, Record, EDT, OWNS_CLSACT, OWNS_FQ};
+use super::record::{self, Record, EDT, EDT_INGRESS, OWNS_CLSACT, OWNS_FQ, OWNS_HOST_FQ};
 use super::sys;
 use super::teardown;
 use crate::error::{Context, Error, ErrorKind, Result};
@@ -38,6 +39,8 @@ pub enum Repair {
     Refiltered(Direction),
     /// natra's fq made the Pod interface's root qdisc again (EDT).
     Refq,
+    /// natra's fq made the host veth's root qdisc again (EDT of pod ingress).
+    RefqHost,
     /// The Pod was gone (netns and device): the attachment removed.
     Removed,
 }
@@ -50,16 +53,19 @@ impl std::fmt::Display for Repair {
                 write!(f, "{}: natra's filter attached again", d.program_name())
             }
             Repair::Refq => f.write_str("fq made the Pod interface's root qdisc again (EDT)"),
+            Repair::RefqHost => {
+                f.write_str("fq made the host veth's root qdisc again (EDT of pod ingress)")
+            }
             Repair::Removed => f.write_str("the Pod is gone (no DEL came): attachment removed"),
         }
     }
 }
 
 /// Whether the device the record names is there: the host veth (the same
-/// ifindex, still the peer of the Pod's interface) for host-side modes, the
-/// Pod's interface inside its netns for Pod-side ones.
+/// ifindex, still the peer of the Pod's interface) where a program sits on
+/// it, the Pod's interface inside its netns for the Pod-side modes.
 fn device_alive(rec: &Record, netns: Option<&Path>) -> bool {
-    if rec.mode.is_pod_side() {
+    if rec.mode.pod_side(Direction::PodIngress) && rec.mode.pod_side(Direction::PodEgress) {
         let index = rec.pod_ifindex;
         return netns.is_some_and(|ns| {
             netns::run_in_netns(ns, move || netlink::link_by_index(index)).is_ok()
@@ -89,10 +95,10 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
         return Ok(vec![Repair::Removed]);
     }
     let ns = netns.unwrap_or_default();
-    let ifindex = rec.mode.ifindex(rec.host_ifindex, rec.pod_ifindex);
     let mut done = Vec::new();
     for dir in Direction::ALL {
         let name = dir.program_name();
+        let ifindex = rec.mode.ifindex(dir, rec.host_ifindex, rec.pod_ifindex);
         if rec.mode.is_tcx() {
             let pin = pins.link(name);
             if !pin.exists() {
@@ -114,7 +120,7 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
                 ),
             )?;
             let fd = prog.as_fd();
-            let new = on_side(rec.mode, &ns, move || {
+            let new = on_side(rec.mode, dir, &ns, move || {
                 sys::tcx_link(fd, name, ifindex, attach_type)
             })?;
             pins::remove_if_present(&pin)?;
@@ -126,7 +132,7 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
                 continue; // not limited
             };
             let hook = rec.mode.clsact_hook(dir);
-            match on_side(rec.mode, &ns, move || clsact::query(ifindex, hook))? {
+            match on_side(rec.mode, dir, &ns, move || clsact::query(ifindex, hook))? {
                 Some(id) if id == ours => continue,
                 Some(other) => {
                     return Err(Error::new(
@@ -145,7 +151,9 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
                 format!("cannot open {}", pin.display()),
             )?;
             let fd = prog.as_fd();
-            let attached = on_side(rec.mode, &ns, move || clsact::attach(fd, ifindex, hook))?;
+            let attached = on_side(rec.mode, dir, &ns, move || {
+                clsact::attach(fd, ifindex, hook)
+            })?;
             if attached.created_clsact && !rec.has(OWNS_CLSACT) {
                 let map = record::open(pins)?.ok_or_else(|| {
                     Error::new(ErrorKind::Dataplane, "the attachment record vanished")
@@ -173,6 +181,22 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
                 record::write(map.as_fd(), &updated)?;
             }
             done.push(Repair::Refq);
+        }
+    }
+    // The same for pod ingress: its fq at the host veth's root.
+    if rec.has(EDT_INGRESS) {
+        let index = rec.host_ifindex;
+        if qdisc::root_qdisc_kind(index)?.as_deref() != Some("fq") {
+            qdisc::replace_root_with_fq(index)?;
+            if !rec.has(OWNS_HOST_FQ) {
+                let map = record::open(pins)?.ok_or_else(|| {
+                    Error::new(ErrorKind::Dataplane, "the attachment record vanished")
+                })?;
+                let mut updated = record::read(pins)?.unwrap_or(rec.clone());
+                updated.flags |= OWNS_HOST_FQ;
+                record::write(map.as_fd(), &updated)?;
+            }
+            done.push(Repair::RefqHost);
         }
     }
     Ok(done)

@@ -46,13 +46,16 @@ pub(super) fn undo_record(
     include_fq: bool,
 ) -> Result<()> {
     let netns = netns.filter(|p| !p.as_os_str().is_empty() && p.exists());
-    let ifindex = rec.mode.ifindex(rec.host_ifindex, rec.pod_ifindex);
     if rec.mode.is_tcx() {
         // BPF_LINK_DETACH works from anywhere, no netns needed.
         for dir in Direction::ALL {
             sys::detach_pinned(&pins.link(dir.program_name()))?;
         }
     } else {
+        // The clsact modes put both directions on one device (no split).
+        let ifindex = rec
+            .mode
+            .ifindex(Direction::PodIngress, rec.host_ifindex, rec.pod_ifindex);
         let mut ours = Vec::new();
         for dir in Direction::ALL {
             match sys::pinned_prog_id(&pins.prog(dir.program_name())) {
@@ -68,7 +71,7 @@ pub(super) fn undo_record(
             }
             Ok(())
         };
-        match (rec.mode.is_pod_side(), netns) {
+        match (rec.mode.touches_pod(), netns) {
             (false, _) => work()?,
             // Best effort: a netns that cannot be entered (a stale file, or
             // one being torn down) takes natra's filters with it, and what

@@ -222,7 +222,7 @@ fn view(dir: &Path, network: Option<&str>) -> Result<AttachmentView> {
             entry.attach = Some(format!("tcx {}", sys::tcx_hook_name(tcx.attach_type)));
             entry.ifindex = Some(tcx.ifindex);
             // Without a record (natra before records): tcx-hostside.
-            let pod_side = mode.is_some_and(AttachMode::is_pod_side);
+            let pod_side = mode.is_some_and(|m| m.pod_side(d));
             (entry.side, entry.device) = device(pod_side, tcx.ifindex, &ifname);
         }
         memlock += sys::prog_memlock(link.prog_id).unwrap_or(0);
@@ -240,10 +240,10 @@ fn view(dir: &Path, network: Option<&str>) -> Result<AttachmentView> {
         entry.prog_id = Some(id);
         memlock += sys::prog_memlock(id).unwrap_or(0);
         if let (Some(mode), Some(rec)) = (mode.filter(|m| !m.is_tcx()), raw) {
-            let ifindex = mode.ifindex(rec.host_ifindex, rec.pod_ifindex);
+            let ifindex = mode.ifindex(d, rec.host_ifindex, rec.pod_ifindex);
             entry.attach = Some(format!("clsact {}", mode.clsact_hook(d).name()));
             entry.ifindex = Some(ifindex);
-            (entry.side, entry.device) = device(mode.is_pod_side(), ifindex, &ifname);
+            (entry.side, entry.device) = device(mode.pod_side(d), ifindex, &ifname);
         }
     }
     // The stubs carry no BTF: the types come from the program they jump to.

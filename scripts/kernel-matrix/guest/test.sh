@@ -113,6 +113,7 @@ hooks() {
   case $1 in
     tcx-hostside) bpftool net show dev "$HV" >/tmp/hooks ;;
     tcx-podside) ip netns exec pod bpftool net show dev eth0 >/tmp/hooks ;;
+    tcx-split) { bpftool net show dev "$HV"; ip netns exec pod bpftool net show dev eth0; } >/tmp/hooks ;;
     clsact-hostside) { echo "[egress]"; tc filter show dev "$HV" egress; echo "[ingress]"; tc filter show dev "$HV" ingress; } >/tmp/hooks ;;
     clsact-podside) { echo "[ingress]"; ip netns exec pod tc filter show dev eth0 ingress; echo "[egress]"; ip netns exec pod tc filter show dev eth0 egress; } >/tmp/hooks ;;
     *) return 1 ;;
@@ -121,6 +122,8 @@ hooks() {
   case $1 in
     tcx-hostside) grep -qE "tcx/egress .*prog_id $_in( |\$)" /tmp/hooks && grep -qE "tcx/ingress .*prog_id $_eg( |\$)" /tmp/hooks ;;
     tcx-podside) grep -qE "tcx/ingress .*prog_id $_in( |\$)" /tmp/hooks && grep -qE "tcx/egress .*prog_id $_eg( |\$)" /tmp/hooks ;;
+    # pod ingress at the host veth's egress, pod egress at eth0's egress
+    tcx-split) grep -qE "tcx/egress .*prog_id $_in( |\$)" /tmp/hooks && grep -qE "tcx/egress .*prog_id $_eg( |\$)" /tmp/hooks ;;
     clsact-hostside)
       awk -v a="$_in" -v b="$_eg" '/^\[/ { h = $0 } / handle 0x4e54 / && $0 ~ (" id " (h == "[egress]" ? a : b) " ") { n++ } END { exit n != 2 }' /tmp/hooks ;;
     clsact-podside)
@@ -199,11 +202,14 @@ del_clean() {
 
 t_start=$(now)
 note "kernel $(uname -r), $(nproc) cpus; tcx expected: $HAS_TCX; cap $CAP bit/s"
-if [ "$HAS_TCX" = 1 ]; then POD_MODE=tcx-podside HOST_MODE=tcx-hostside; else
+# auto with fq on both sides: tcx-split (EDT both ways) where tcx exists;
+# without tcx clsact-podside (EDT out of the Pod; docs/cni.md).
+if [ "$HAS_TCX" = 1 ]; then POD_MODE=tcx-split HOST_MODE=tcx-hostside; else
   POD_MODE=clsact-podside HOST_MODE=clsact-hostside
 fi
 
-# === 1. edtPacing auto, attachMode auto: fq on eth0, EDT on, Pod side.
+# === 1. edtPacing auto, attachMode auto: fq on eth0 (and on the host veth
+# for pod ingress with tcx-split), EDT on.
 if add edt ',"edtPacing":"auto"'; then
   ck=0
   cni check pod edt /tmp/net.conflist "$BW" >/tmp/check.json 2>&1 || ck=1
