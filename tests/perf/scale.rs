@@ -72,6 +72,17 @@ pub fn run(rig: &Rig, mode: &Mode, res: &mut Results) {
         // The node's fixed cost: the first ADD on a node loads and verifies
         // the shared dataplane (the agent does it at start); its DEL leaves it.
         let _exclusive = crate::common::quiet::measuring();
+        // Every run measures a node's first ADD: the dataplane an earlier
+        // run loaded goes first (no Pod is limited here, which makes that
+        // safe, docs/pins.md).
+        let shared = net.pin_root.join("~dataplane");
+        if shared.exists() {
+            std::fs::remove_dir_all(&shared).expect("remove the shared dataplane");
+            // Its maps are freed after a grace period, by a worker: let that
+            // land before the baseline, or it cancels the new load's memory
+            // (a run read 168 KiB where the first read 5136).
+            std::thread::sleep(std::time::Duration::from_secs(2));
+        }
         let mem0 = memory::kernel_kib();
         let bw = Limiter::Natra.bandwidth(CAP).expect("natra limits");
         let c = conf("natra", None, bw, 0);
