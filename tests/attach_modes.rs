@@ -334,8 +334,25 @@ fn assert_placed(mode: Mode, pod: &Pod, veth: &str) {
     );
     let host_tcx = !hi.prog_ids.is_empty() || !he.prog_ids.is_empty();
     let pod_tcx_used = !pi.prog_ids.is_empty() || !pe.prog_ids.is_empty();
-    assert_eq!(host_tcx, mode == Mode::TcxHostside, "{mode:?}: host tcx");
-    assert_eq!(pod_tcx_used, mode == Mode::TcxPodside, "{mode:?}: Pod tcx");
+    let split = mode == Mode::TcxSplit;
+    assert_eq!(
+        host_tcx,
+        mode == Mode::TcxHostside || split,
+        "{mode:?}: host tcx"
+    );
+    assert_eq!(
+        pod_tcx_used,
+        mode == Mode::TcxPodside || split,
+        "{mode:?}: Pod tcx"
+    );
+    if split {
+        // pod ingress at the host veth's egress, pod egress at eth0's: the
+        // two ingress hooks stay empty
+        assert!(
+            hi.prog_ids.is_empty() && pi.prog_ids.is_empty(),
+            "{hi:?} {pi:?}"
+        );
+    }
     assert_eq!(
         has_clsact(None, veth),
         mode == Mode::ClsactHostside,
