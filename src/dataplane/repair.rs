@@ -155,12 +155,7 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
                 clsact::attach(fd, ifindex, hook)
             })?;
             if attached.created_clsact && !rec.has(OWNS_CLSACT) {
-                let map = record::open(pins)?.ok_or_else(|| {
-                    Error::new(ErrorKind::Dataplane, "the attachment record vanished")
-                })?;
-                let mut updated = rec.clone();
-                updated.flags |= OWNS_CLSACT;
-                record::write(map.as_fd(), &updated)?;
+                add_flag(pins, &rec, OWNS_CLSACT)?;
             }
             done.push(Repair::Refiltered(dir));
         }
@@ -173,12 +168,7 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
         if kind.as_deref() != Some("fq") {
             netns::run_in_netns(&ns, move || qdisc::replace_root_with_fq(index))?;
             if !rec.has(OWNS_FQ) {
-                let map = record::open(pins)?.ok_or_else(|| {
-                    Error::new(ErrorKind::Dataplane, "the attachment record vanished")
-                })?;
-                let mut updated = record::read(pins)?.unwrap_or(rec.clone());
-                updated.flags |= OWNS_FQ;
-                record::write(map.as_fd(), &updated)?;
+                add_flag(pins, &rec, OWNS_FQ)?;
             }
             done.push(Repair::Refq);
         }
@@ -189,17 +179,22 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
         if qdisc::root_qdisc_kind(index)?.as_deref() != Some("fq") {
             qdisc::replace_root_with_fq(index)?;
             if !rec.has(OWNS_HOST_FQ) {
-                let map = record::open(pins)?.ok_or_else(|| {
-                    Error::new(ErrorKind::Dataplane, "the attachment record vanished")
-                })?;
-                let mut updated = record::read(pins)?.unwrap_or(rec.clone());
-                updated.flags |= OWNS_HOST_FQ;
-                record::write(map.as_fd(), &updated)?;
+                add_flag(pins, &rec, OWNS_HOST_FQ)?;
             }
             done.push(Repair::RefqHost);
         }
     }
     Ok(done)
+}
+
+/// Sets `flag` in the record of `pins` (as it is now; `rec` if it reads as
+/// none): a qdisc the repair made is natra's, so DEL removes it.
+fn add_flag(pins: &AttachmentPins, rec: &Record, flag: u32) -> Result<()> {
+    let map = record::open(pins)?
+        .ok_or_else(|| Error::new(ErrorKind::Dataplane, "the attachment record vanished"))?;
+    let mut updated = record::read(pins)?.unwrap_or_else(|| rec.clone());
+    updated.flags |= flag;
+    record::write(map.as_fd(), &updated)
 }
 
 /// [`reconcile`] for every attachment under `root`: each one's
