@@ -43,6 +43,9 @@ pub struct TcObject {
     pub info: u32,
     /// TCA_KIND, e.g. "fq", "clsact", "bpf".
     pub kind: Option<String>,
+    /// TCA_OPTIONS' payload as the kernel dumped it (the kind's nested
+    /// attributes), empty when there was none.
+    pub options: Vec<u8>,
 }
 
 /// The handle natra gives the root qdiscs it installs, `4e54:` ("NT").
@@ -133,7 +136,6 @@ impl FqSizing {
         const TCA_FQ_FLOW_PLIMIT: u16 = 2;
         const TCA_FQ_ORPHAN_MASK: u16 = 10;
         const TCA_FQ_RATE_ENABLE: u16 = 5;
-        const TCA_FQ_HORIZON: u16 = 14;
         let mut out = Vec::new();
         for (kind, value) in [
             (TCA_FQ_RATE_ENABLE, u32::from(self.pacing)),
@@ -148,6 +150,40 @@ impl FqSizing {
         }
         out
     }
+}
+
+/// fq's TCA_FQ_HORIZON (u32, µs): a packet stamped further ahead than this
+/// is dropped (or, with horizon_drop off, has its stamp cut to it).
+const TCA_FQ_HORIZON: u16 = 14;
+
+/// The horizon of the fq that is the root of `ifindex`, in ns: how far ahead
+/// of now that fq takes a stamp as it is. None when the root is not fq, or
+/// the kernel reports no horizon (before 5.7 fq had none).
+pub fn root_fq_horizon_ns(ifindex: u32) -> Result<Option<u64>> {
+    Ok(root_qdisc(ifindex)?
+        .filter(|q| q.kind.as_deref() == Some("fq"))
+        .and_then(|q| nested_u32(&q.options, TCA_FQ_HORIZON))
+        .map(|us| u64::from(us) * 1000))
+}
+
+/// The u32 attribute `kind` among the nested attributes `payload` (each
+/// {len u16, type u16, value} padded to 4 bytes, in host order).
+fn nested_u32(payload: &[u8], kind: u16) -> Option<u32> {
+    let mut at = 0usize;
+    while at + 4 <= payload.len() {
+        let len = usize::from(u16::from_ne_bytes([payload[at], payload[at + 1]]));
+        // NLA_F_NESTED / NLA_F_NET_BYTEORDER live in the top bits of the type
+        let ty = u16::from_ne_bytes([payload[at + 2], payload[at + 3]]) & 0x3fff;
+        if len < 4 || at + len > payload.len() {
+            return None;
+        }
+        if ty == kind && len >= 8 {
+            let v = &payload[at + 4..at + 8];
+            return Some(u32::from_ne_bytes([v[0], v[1], v[2], v[3]]));
+        }
+        at += len.div_ceil(4) * 4;
+    }
+    None
 }
 
 /// Makes fq the root qdisc of `ifindex` unless it already is (see
@@ -525,6 +561,12 @@ impl Rtnl {
                             .get_attr_handle()
                             .get_attr_payload_as_with_len::<String>(Tca::Kind)
                             .ok(),
+                        options: tc
+                            .rtattrs()
+                            .iter()
+                            .find(|a| *a.rta_type() == Tca::Options)
+                            .map(|a| a.rta_payload().as_ref().to_vec())
+                            .unwrap_or_default(),
                     }),
                     NlPayload::Empty => {}
                 }
@@ -536,6 +578,23 @@ impl Rtnl {
 #[cfg(test)]
 mod sizing_tests {
     use super::*;
+
+    #[test]
+    fn the_horizon_is_read_back_from_the_options_natra_writes() {
+        let s = FqSizing::for_queue(475_000, 180_000_000);
+        let opts = s.options();
+        assert_eq!(nested_u32(&opts, TCA_FQ_HORIZON), Some(s.horizon_us));
+        assert_eq!(nested_u32(&opts, 2), Some(s.flow_limit));
+        // absent, truncated, or a length that runs past the end: none
+        assert_eq!(nested_u32(&opts, 15), None);
+        assert_eq!(nested_u32(&opts[..opts.len() - 2], TCA_FQ_HORIZON), None);
+        assert_eq!(nested_u32(&[8, 0, 14, 0, 1], TCA_FQ_HORIZON), None);
+        assert_eq!(nested_u32(&[0, 0, 14, 0, 1, 0, 0, 0], TCA_FQ_HORIZON), None);
+        // a u8 attribute (padded) before it is stepped over
+        let mut padded = vec![5, 0, 15, 0, 1, 0, 0, 0];
+        padded.extend_from_slice(&opts);
+        assert_eq!(nested_u32(&padded, TCA_FQ_HORIZON), Some(s.horizon_us));
+    }
 
     #[test]
     fn fq_holds_every_charged_packet_of_the_horizon() {

@@ -52,7 +52,16 @@ pub fn probe(target: &Target, opts: &Options, limits: &PodLimits) -> Result<Fq> 
     if host_side {
         if let Some(p) = limits.pod_ingress {
             let sizing = sizing_for(&p);
-            match qdisc::install_fq_root_sized(target.host_ifindex, Some(sizing)) {
+            let ifindex = target.host_ifindex;
+            let got = qdisc::install_fq_root_sized(ifindex, Some(sizing)).and_then(|outcome| {
+                usable(
+                    outcome,
+                    qdisc::root_fq_horizon_ns(ifindex)?,
+                    &p,
+                    "the host veth",
+                )
+            });
+            match got {
                 Ok(outcome) => {
                     fq.host_available = true;
                     fq.host_owned = outcome == RootOutcome::Installed;
@@ -62,7 +71,7 @@ pub fn probe(target: &Target, opts: &Options, limits: &PodLimits) -> Result<Fq> 
                     );
                 }
                 Err(e) => {
-                    log::info!("EDT off for pod ingress: fq unavailable on the host veth: {e}")
+                    log::info!("EDT off for pod ingress: fq unusable on the host veth: {e}")
                 }
             }
         }
@@ -101,9 +110,17 @@ fn probe_pod(
     let ifname = &target.pod_ifname;
     let ifindex = target.pod_ifindex;
     let sizing = limits.pod_egress.map(|p| sizing_for(&p));
-    match netns::run_in_netns(&target.netns, move || {
-        qdisc::install_fq_root_sized(ifindex, sizing)
-    }) {
+    let got = netns::run_in_netns(&target.netns, move || {
+        let outcome = qdisc::install_fq_root_sized(ifindex, sizing)?;
+        Ok((outcome, qdisc::root_fq_horizon_ns(ifindex)?))
+    });
+    let got = match (got, limits.pod_egress) {
+        (Ok((outcome, horizon)), Some(p)) => {
+            usable(outcome, horizon, &p, &format!("the Pod's {ifname}"))
+        }
+        (got, _) => got.map(|(outcome, _)| outcome),
+    };
+    match got {
         Ok(RootOutcome::Installed) => {
             faults::kill_point("fq-installed");
             log::info!("EDT on: fq is the root qdisc of the Pod's {ifname} (installed by natra)");
@@ -132,10 +149,36 @@ fn probe_pod(
     Ok(None)
 }
 
+/// An fq natra found in place (`outcome`) serves a direction paced with `p`
+/// only if its horizon (`horizon_ns`, as the kernel reports it) takes every
+/// stamp natra may give: fq drops a packet stamped beyond its horizon (or
+/// cuts the stamp to it, with horizon_drop off), after natra charged it.
+/// natra's own fq is sized for it (FqSizing); an fq that is someone else's
+/// is left as it is, and EDT does not use one with a shorter horizon.
+fn usable(
+    outcome: RootOutcome,
+    horizon_ns: Option<u64>,
+    p: &crate::limits::BucketParams,
+    on: &str,
+) -> Result<RootOutcome> {
+    let longest = p.longest_edt_delay_ns();
+    match horizon_ns {
+        Some(h) if outcome == RootOutcome::AlreadyPresent && h < longest => Err(Error::new(
+            ErrorKind::Dataplane,
+            format!(
+                "the fq already on {on} has a horizon of {}, shorter than the {} natra may \
+                 delay a packet by: it would drop (or send early) what natra paced",
+                crate::units::millis(h),
+                crate::units::millis(longest)
+            ),
+        )),
+        _ => Ok(outcome),
+    }
+}
+
 /// The fq for a direction paced with `p` (EDT's debts: `with_edt`).
 fn sizing_for(p: &crate::limits::BucketParams) -> qdisc::FqSizing {
-    let e = p.with_edt();
-    qdisc::FqSizing::for_queue(e.edt_queue_bytes(), e.edt_horizon_ns.max(e.mice_horizon_ns))
+    qdisc::FqSizing::for_queue(p.with_edt().edt_queue_bytes(), p.longest_edt_delay_ns())
 }
 
 /// Removes the root fq of the host veth `host_ifindex` (host netns) if it
@@ -174,5 +217,44 @@ fn remove_root_fq_if_natras(ifindex: u32) -> Result<()> {
             log::debug!("root qdisc of the Pod's ifindex {ifindex} is {other:?}: not natra's fq");
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::{pod_limits, RequestedLimit, Tuning};
+
+    #[test]
+    fn an_fq_already_there_serves_only_with_a_horizon_natra_fits_in() {
+        let req = RequestedLimit {
+            rate_bits: 20_000_000,
+            burst_bits: 0,
+        };
+        let p = pod_limits(req, req, &Tuning::default())
+            .unwrap()
+            .pod_ingress
+            .unwrap();
+        let longest = p.longest_edt_delay_ns();
+        assert_eq!(longest, 180_000_000, "the mice horizon");
+        let theirs = RootOutcome::AlreadyPresent;
+        let e = usable(theirs, Some(50_000_000), &p, "the host veth").unwrap_err();
+        assert!(
+            e.msg
+                .contains("the host veth has a horizon of 50 ms, shorter than the 180 ms"),
+            "{}",
+            e.msg
+        );
+        assert!(usable(theirs, Some(longest - 1), &p, "x").is_err());
+        assert_eq!(usable(theirs, Some(longest), &p, "x").unwrap(), theirs);
+        assert_eq!(
+            usable(theirs, Some(10_000_000_000), &p, "x").unwrap(),
+            theirs
+        );
+        // a kernel whose fq has no horizon (before 5.7) takes any stamp
+        assert_eq!(usable(theirs, None, &p, "x").unwrap(), theirs);
+        // natra's own fq is sized by natra (FqSizing), never refused here
+        let ours = RootOutcome::Installed;
+        assert_eq!(usable(ours, Some(1), &p, "x").unwrap(), ours);
     }
 }

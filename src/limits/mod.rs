@@ -178,6 +178,13 @@ impl BucketParams {
         }
     }
 
+    /// The longest delay EDT may stamp on a packet of this direction (heavy
+    /// or mouse): what the fq after the program must take as it is.
+    pub fn longest_edt_delay_ns(&self) -> u64 {
+        let e = self.with_edt();
+        e.edt_horizon_ns.max(e.mice_horizon_ns)
+    }
+
     /// Bytes EDT may have charged ahead of the wire (paced, not yet gone):
     /// what an fq after the program must hold without dropping.
     pub fn edt_queue_bytes(&self) -> u64 {

@@ -189,6 +189,8 @@ del_clean() {
     sleep 0.1
   done
   _qd=$( (ip netns exec pod tc qdisc show dev eth0 || true; tc qdisc show dev "$HV" || true) | grep -cE 'clsact|4e54:' || true)
+  # an operator's fq (handle 77:, section 4b) that natra's DEL left alone
+  KEPT_FQ=$( (ip netns exec pod tc qdisc show dev eth0 || true; tc qdisc show dev "$HV" || true) | grep -c '^qdisc fq 77: root' || true)
   _filt=$( (for h in ingress egress; do
     ip netns exec pod tc filter show dev eth0 $h 2>/dev/null || true
     tc filter show dev "$HV" $h 2>/dev/null || true
@@ -381,6 +383,58 @@ fq=0
 fq_on_pod && fq=1
 check kill_fq_window 'rc == 1 && fq == 1' rc=$rc fq=$fq
 del_clean killfq kill_fq
+
+# === 4b. An fq already there (an operator's: handle 77:, made by the
+# chained `fqpre` below between ptp and natra, on the Pod's eth0 and on the
+# host veth) paces natra's stamps only if its horizon takes the longest of
+# them (the 180 ms mice horizon): fq drops a packet stamped beyond it, or
+# sends it early. A 50 ms one is refused like a missing fq (EDT off, one
+# log line why); a 10 s one is used. natra's DEL leaves both in place.
+cat >/opt/cni/bin/fqpre <<'FQPRE'
+#!/bin/sh
+in=$(cat)
+[ "$CNI_COMMAND" = ADD ] || exit 0
+h=$(echo "$in" | jq -r .horizon)
+ns=${CNI_NETNS##*/}
+/usr/sbin/tc -n "$ns" qdisc add dev "$CNI_IFNAME" root handle 77: fq horizon "$h" >&2 || exit 1
+p=$(/usr/sbin/ip -n "$ns" -j link show "$CNI_IFNAME" | jq '.[0].link_index')
+hv=$(/usr/sbin/ip -j link show | jq -r --argjson i "$p" '.[] | select(.ifindex == $i) | .ifname')
+/usr/sbin/tc qdisc add dev "$hv" root handle 77: fq horizon "$h" >&2 || exit 1
+echo "$in" | jq .prevResult
+FQPRE
+chmod 0755 /opt/cni/bin/fqpre
+for h in 50ms 10s; do
+  id=hz-$h
+  cat >/tmp/hz.conflist <<HZ
+{"cniVersion":"1.0.0","name":"kmatrix","plugins":[
+ {"type":"ptp","ipMasq":false,"ipam":{"type":"host-local","subnet":"10.77.0.0/24","dataDir":"/tmp/ipam"}},
+ {"type":"fqpre","horizon":"$h"},
+ {"type":"natra","capabilities":{"bandwidth":true}}]}
+HZ
+  rc=0
+  cni add pod "$id" /tmp/hz.conflist "$BW" >/tmp/add.json 2>/tmp/add.err || rc=1
+  _peer=$(ip -n pod -j link show eth0 2>/dev/null | jq '.[0].link_index' || echo 0)
+  HV=$(ip -j link show | jq -r --argjson i "${_peer:-0}" '.[] | select(.ifindex == $i) | .ifname' || true)
+  set -- $(natra inspect --json | jq -r --arg id "$id" '.[] | select(.containerId == $id) |
+    [.attachment.mode, (.attachment.flags | if length == 0 then "-" else join(",") end)] | join(" ")') - -
+  mode=$1 flags=$2
+  edt=0 owns=0
+  case ",$flags," in *,edt,* | *,edt-ingress,*) edt=1 ;; esac
+  case ",$flags," in *,owns-fq,* | *,owns-host-fq,*) owns=1 ;; esac
+  said=$(grep -c 'EDT off.*has a horizon of 50 ms, shorter than the 180 ms' /tmp/add.err || true)
+  theirs=$( (ip netns exec pod tc qdisc show dev eth0; tc qdisc show dev "$HV") | grep -c '^qdisc fq 77: root' || true)
+  grep 'EDT o' /tmp/add.err | sed 's/^/    | /' || true
+  [ "$rc" = 0 ] || note "ADD $id failed: $(cat /tmp/add.json) $(tail -3 /tmp/add.err)"
+  if [ "$h" = 50ms ]; then
+    check fq_horizon_short 'rc == 0 && edt == 0 && owns == 0 && said >= 1 && theirs == 2' \
+      rc=$rc edt=$edt owns=$owns mode="$mode" flags="$flags" said="$said" theirs="$theirs"
+  else
+    check fq_horizon_long 'rc == 0 && edt == 1 && owns == 0 && said == 0 && theirs == 2' \
+      rc=$rc edt=$edt owns=$owns said="$said" mode="$mode" flags="$flags" theirs="$theirs"
+  fi
+  del_clean "$id" "fq_horizon_$h"
+  check "fq_horizon_${h}_kept" 'kept == 2' kept="$KEPT_FQ"
+done
 
 # === 5. Queues both ways (issue 16): natra beside the upstream bandwidth
 # plugin (TBF; 500 ms burst: with containerd's 512 MiB it would not limit
