@@ -72,18 +72,22 @@ awk '{ k = $2; sub("kernel=", "", k); n = $3; sub("name=", "", n)
            v[k, "mice_p99_edt", "unloaded"] "/" v[k, "mice_p99_edt", "loaded"],
            r(v[k, "ingress_rate", "wire"]), pass[k], fail[k] } }' "$OUT/results.txt"
 # Queues both ways (guest/test.sh, section 5): natra beside upstream, per
-# kernel and direction. mm: many mice (closed-loop clients, p99/p99.9 ms,
-# TCP retransmissions/timeouts of the replies' sender, drops by natra and
-# by the qdiscs, max 1 s over the cap); em/eu: light mice's p99 ms under an
+# kernel and direction. mm: many mice (closed-loop clients): p99/p99.9 ms
+# of the steady state (the gate), p99 of all, p99 of the first wave (the
+# clients' synchronised start, an incast), TCP retransmissions/timeouts of
+# the replies' sender, drops by natra (in the first second) and by the
+# qdiscs, max 1 s over the cap; em/eu: light mice's p99 ms under an
 # elephant / unloaded; wire: the elephant run's steady rate over the cap.
 if [ -s "$OUT/queue-rows.txt" ]; then
   echo
   awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
-         if (!h++) printf "%-6s %-8s %-7s %-9s %-9s %-7s %-9s %-11s %-7s %-9s %-9s %-6s %s\n", "kernel", "limiter",
-           "dir", "mm p99", "mm p99.9", "mm n", "rtx/tmo", "drops n/q", "mm max", "em p99", "eu p99", "wire", "em max"
-         printf "%-6s %-8s %-7s %-9s %-9s %-7s %-9s %-11s %-7s %-9s %-9s %-6s %s\n", v["kernel"], v["lim"], v["dir"],
-           v["mm_p99"], v["mm_p999"], v["mm_n"], v["mm_retrans"] "/" v["mm_timeouts"],
-           v["mm_natra_drops"] "/" v["mm_qdisc_drops"], v["mm_max1s"], v["em_p99"], v["eu_p99"], v["em_wire"], v["em_max1s"] }' \
+         f = "%-6s %-8s %-7s %-15s %-7s %-8s %-5s %-8s %-13s %-7s %-9s %-9s %-6s %s\n"
+         if (!h++) printf f, "kernel", "limiter", "dir", "steady p99/.9", "all", "1st wave", "n",
+           "rtx/tmo", "drops n(1s)/q", "mm max", "em p99", "eu p99", "wire", "em max"
+         printf f, v["kernel"], v["lim"], v["dir"], v["mm_steady_p99"] "/" v["mm_steady_p999"], v["mm_p99"],
+           v["mm_first_p99"], v["mm_n"], v["mm_retrans"] "/" v["mm_timeouts"],
+           v["mm_natra_drops"] "(" v["mm_wave_drops"] ")/" v["mm_qdisc_drops"], v["mm_max1s"], v["em_p99"],
+           v["eu_p99"], v["em_wire"], v["em_max1s"] }' \
     "$OUT/queue-rows.txt"
 fi
 if grep -q 'result=fail' "$OUT/results.txt"; then status=1; fi

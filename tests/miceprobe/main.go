@@ -131,47 +131,70 @@ func run(addrs []string, n int, interval time.Duration) error {
 // clients: n closed-loop clients for d; a failed mouse counts as an error.
 func clients(addr string, n int, d time.Duration) error {
 	type res struct {
-		ts   []float64
-		errs int
+		first  []float64 // mice started within the first wave
+		steady []float64 // every later one
+		errs   int
 	}
 	out := make(chan res, n)
-	end := time.Now().Add(d)
+	start := time.Now()
+	end := start.Add(d)
 	for i := 0; i < n; i++ {
 		go func() {
 			var r res
 			for time.Now().Before(end) {
+				t0 := time.Now()
 				t, err := mouse(addr)
 				if err != nil {
 					r.errs++
 					continue
 				}
-				r.ts = append(r.ts, float64(t.Microseconds())/1000)
+				ms := float64(t.Microseconds()) / 1000
+				if t0.Sub(start) < wave {
+					r.first = append(r.first, ms)
+				} else {
+					r.steady = append(r.steady, ms)
+				}
 			}
 			out <- r
 		}()
 	}
-	var ts []float64
+	var first, steady []float64
 	errs := 0
 	for i := 0; i < n; i++ {
 		r := <-out
-		ts = append(ts, r.ts...)
+		first = append(first, r.first...)
+		steady = append(steady, r.steady...)
 		errs += r.errs
 	}
-	if len(ts) == 0 {
+	all := append(append([]float64{}, first...), steady...)
+	if len(all) == 0 {
 		fmt.Printf("mice addr=%s n=0 errors=%d\n", addr, errs)
 		return fmt.Errorf("no mouse completed")
 	}
-	sort.Float64s(ts)
-	pct := func(p float64) float64 {
-		i := int(float64(len(ts))*p+0.999999) - 1
-		if i < 0 {
-			i = 0
-		}
-		return ts[i]
+	for _, ts := range [][]float64{all, first, steady} {
+		sort.Float64s(ts)
 	}
-	fmt.Printf("mice addr=%s n=%d errors=%d p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f max_ms=%.2f\n",
-		addr, len(ts), errs, pct(0.50), pct(0.99), pct(0.999), ts[len(ts)-1])
+	fmt.Printf("mice addr=%s n=%d errors=%d p50_ms=%.2f p99_ms=%.2f p999_ms=%.2f max_ms=%.2f"+
+		" first_n=%d first_p99_ms=%.2f first_max_ms=%.2f steady_n=%d steady_p99_ms=%.2f steady_p999_ms=%.2f\n",
+		addr, len(all), errs, pctl(all, 0.50), pctl(all, 0.99), pctl(all, 0.999), all[len(all)-1],
+		len(first), pctl(first, 0.99), pctl(first, 1), len(steady), pctl(steady, 0.99), pctl(steady, 0.999))
 	return nil
+}
+
+// wave: the clients' synchronised start, an incast (every client's first
+// mouse at once), told apart from the steady state after it.
+const wave = 500 * time.Millisecond
+
+// pctl: the p-th quantile of sorted ts (0 when empty).
+func pctl(ts []float64, p float64) float64 {
+	if len(ts) == 0 {
+		return 0
+	}
+	i := int(float64(len(ts))*p+0.999999) - 1
+	if i < 0 {
+		i = 0
+	}
+	return ts[i]
 }
 
 func main() {
