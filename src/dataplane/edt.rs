@@ -54,12 +54,7 @@ pub fn probe(target: &Target, opts: &Options, limits: &PodLimits) -> Result<Fq> 
             let sizing = sizing_for(&p);
             let ifindex = target.host_ifindex;
             let got = qdisc::install_fq_root_sized(ifindex, Some(sizing)).and_then(|outcome| {
-                usable(
-                    outcome,
-                    qdisc::root_fq_horizon_ns(ifindex)?,
-                    &p,
-                    "the host veth",
-                )
+                usable(outcome, horizon_of(outcome, ifindex)?, &p, "the host veth")
             });
             match got {
                 Ok(outcome) => {
@@ -112,7 +107,7 @@ fn probe_pod(
     let sizing = limits.pod_egress.map(|p| sizing_for(&p));
     let got = netns::run_in_netns(&target.netns, move || {
         let outcome = qdisc::install_fq_root_sized(ifindex, sizing)?;
-        Ok((outcome, qdisc::root_fq_horizon_ns(ifindex)?))
+        Ok((outcome, horizon_of(outcome, ifindex)?))
     });
     let got = match (got, limits.pod_egress) {
         (Ok((outcome, horizon)), Some(p)) => {
@@ -173,6 +168,16 @@ fn usable(
             ),
         )),
         _ => Ok(outcome),
+    }
+}
+
+/// The horizon of the fq found in place at `ifindex` (read only then: the
+/// root qdisc is found by a dump of the netns's qdiscs, and natra's own fq
+/// is sized by natra).
+fn horizon_of(outcome: RootOutcome, ifindex: u32) -> Result<Option<u64>> {
+    match outcome {
+        RootOutcome::AlreadyPresent => qdisc::root_fq_horizon_ns(ifindex),
+        RootOutcome::Installed => Ok(None),
     }
 }
 
