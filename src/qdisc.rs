@@ -100,6 +100,16 @@ pub struct FqSizing {
     pub pacing: bool,
 }
 
+/// fq's option attributes (TCA_FQ_*, linux/pkt_sched.h), all u32: what
+/// natra sets on its fq, and the horizon it reads back from another's.
+const TCA_FQ_PLIMIT: u16 = 1;
+const TCA_FQ_FLOW_PLIMIT: u16 = 2;
+const TCA_FQ_RATE_ENABLE: u16 = 5;
+const TCA_FQ_ORPHAN_MASK: u16 = 10;
+/// µs: a packet stamped further ahead than this is dropped (or, with
+/// horizon_drop off, has its stamp cut to it).
+const TCA_FQ_HORIZON: u16 = 14;
+
 /// fq's defaults, the floor of natra's sizing.
 const FQ_DEFAULT_LIMIT: u32 = 10_000;
 const FQ_DEFAULT_FLOW_LIMIT: u32 = 100;
@@ -132,10 +142,6 @@ impl FqSizing {
 
     /// TCA_OPTIONS' payload: nested TCA_FQ_* u32 attributes.
     fn options(&self) -> Vec<u8> {
-        const TCA_FQ_PLIMIT: u16 = 1;
-        const TCA_FQ_FLOW_PLIMIT: u16 = 2;
-        const TCA_FQ_ORPHAN_MASK: u16 = 10;
-        const TCA_FQ_RATE_ENABLE: u16 = 5;
         let mut out = Vec::new();
         for (kind, value) in [
             (TCA_FQ_RATE_ENABLE, u32::from(self.pacing)),
@@ -151,10 +157,6 @@ impl FqSizing {
         out
     }
 }
-
-/// fq's TCA_FQ_HORIZON (u32, µs): a packet stamped further ahead than this
-/// is dropped (or, with horizon_drop off, has its stamp cut to it).
-const TCA_FQ_HORIZON: u16 = 14;
 
 /// The horizon of the fq that is the root of `ifindex`, in ns: how far ahead
 /// of now that fq takes a stamp as it is. None when the root is not fq, or
@@ -584,7 +586,7 @@ mod sizing_tests {
         let s = FqSizing::for_queue(475_000, 180_000_000);
         let opts = s.options();
         assert_eq!(nested_u32(&opts, TCA_FQ_HORIZON), Some(s.horizon_us));
-        assert_eq!(nested_u32(&opts, 2), Some(s.flow_limit));
+        assert_eq!(nested_u32(&opts, TCA_FQ_FLOW_PLIMIT), Some(s.flow_limit));
         // absent, truncated, or a length that runs past the end: none
         assert_eq!(nested_u32(&opts, 15), None);
         assert_eq!(nested_u32(&opts[..opts.len() - 2], TCA_FQ_HORIZON), None);

@@ -111,15 +111,8 @@ func run(addrs []string, n int, interval time.Duration) error {
 			continue
 		}
 		sort.Float64s(ts)
-		pct := func(p float64) float64 {
-			i := int(float64(len(ts))*p+0.999999) - 1
-			if i < 0 {
-				i = 0
-			}
-			return ts[i]
-		}
 		fmt.Printf("mice addr=%s n=%d errors=%d p50_ms=%.2f p99_ms=%.2f max_ms=%.2f\n",
-			addr, len(ts), errs[t], pct(0.50), pct(0.99), ts[len(ts)-1])
+			addr, len(ts), errs[t], pctl(ts, 0.50), pctl(ts, 0.99), ts[len(ts)-1])
 		failed += errs[t]
 	}
 	if failed > 0 {

@@ -75,6 +75,12 @@ cni add srv srv >/tmp/srv.json
 SRV_IP=$(jq -r '.ips[0].address | split("/")[0]' /tmp/srv.json)
 note "srv Pod at $SRV_IP (no limits)"
 
+# peer_of NS: the host veth whose peer is NS's eth0 (empty if there is
+# none), read from the kernel, not from a CNI result.
+peer_of() {
+  _p=$(ip -n "$1" -j link show eth0 2>/dev/null | jq '.[0].link_index' || echo 0)
+  ip -j link show | jq -r --argjson i "${_p:-0}" '.[] | select(.ifindex == $i) | .ifname' || true
+}
 # add ID NATRA_EXTRA_JSON: ADD "pod" limited to CAP both ways; sets POD_IP,
 # HV (host veth). Returns cnitool's status; the result/error is in /tmp/add.json.
 add() {
@@ -83,8 +89,7 @@ add() {
   cni add pod "$1" /tmp/net.conflist "$BW" >/tmp/add.json 2>/tmp/add.err || _rc=1
   # The host veth is the peer of the Pod's eth0 (ptp made it even when
   # natra's ADD then failed); read from the kernel, not from the result.
-  _peer=$(ip -n pod -j link show eth0 2>/dev/null | jq '.[0].link_index' || echo 0)
-  HV=$(ip -j link show | jq -r --argjson i "${_peer:-0}" '.[] | select(.ifindex == $i) | .ifname' || true)
+  HV=$(peer_of pod)
   if [ "$_rc" != 0 ]; then
     note "ADD $1 failed: $(cat /tmp/add.json) $(tail -3 /tmp/add.err)"
     return 1
@@ -413,8 +418,7 @@ for h in 50ms 10s; do
 HZ
   rc=0
   cni add pod "$id" /tmp/hz.conflist "$BW" >/tmp/add.json 2>/tmp/add.err || rc=1
-  _peer=$(ip -n pod -j link show eth0 2>/dev/null | jq '.[0].link_index' || echo 0)
-  HV=$(ip -j link show | jq -r --argjson i "${_peer:-0}" '.[] | select(.ifindex == $i) | .ifname' || true)
+  HV=$(peer_of pod)
   set -- $(natra inspect --json | jq -r --arg id "$id" '.[] | select(.containerId == $id) |
     [.attachment.mode, (.attachment.flags | if length == 0 then "-" else join(",") end)] | join(" ")') - -
   mode=$1 flags=$2
@@ -461,10 +465,6 @@ cat >/tmp/up.conflist <<EOF
  {"type":"ptp","ipMasq":false,"ipam":{"type":"host-local","subnet":"10.77.0.0/24","dataDir":"/tmp/ipam"}},
  {"type":"bandwidth","capabilities":{"bandwidth":true}}]}
 EOF
-peer_of() { # NS: the host veth whose peer is NS's eth0
-  _p=$(ip -n "$1" -j link show eth0 | jq '.[0].link_index')
-  ip -j link show | jq -r --argjson i "$_p" '.[] | select(.ifindex == $i) | .ifname'
-}
 qpod() { # NS ID CONF BW: ADD, prints "IP HOST_VETH"
   ip netns add "$1"
   if ! cni add "$1" "$2" "$3" "$4" >"/tmp/q-$2.json" 2>"/tmp/q-$2.err"; then
