@@ -265,17 +265,25 @@ fn install_root_with(
     Ok(RootOutcome::Installed)
 }
 
-/// Makes natra's fq (its handle) the root of `ifindex` again, replacing
-/// whatever root another party put there (the agent's repair of an EDT
-/// attachment whose fq a Pod with NET_ADMIN replaced).
-pub fn replace_root_with_fq(ifindex: u32) -> Result<()> {
-    let request = tcmsg(ifindex, NATRA_ROOT_HANDLE, TC_H_ROOT, Some("fq"))?;
+/// Makes natra's fq (its handle), sized by `sizing`, the root of `ifindex`:
+/// whatever root another party put there is replaced (the agent's repair of
+/// an EDT attachment whose fq a Pod with NET_ADMIN replaced), and natra's own
+/// fq already there is changed in place, its queued packets kept (the kernel
+/// changes a root whose handle is the one asked for; a live rate change).
+pub fn replace_root_with_fq(ifindex: u32, sizing: FqSizing) -> Result<()> {
+    let request = tcmsg_with(
+        ifindex,
+        NATRA_ROOT_HANDLE,
+        TC_H_ROOT,
+        Some("fq"),
+        Some(sizing.options()),
+    )?;
     Rtnl::open()?
         .transact(Rtm::Newqdisc, NlmF::CREATE | NlmF::REPLACE, request)
         .map_err(|f| {
             Error::new(
                 ErrorKind::Dataplane,
-                format!("cannot make fq the root qdisc of ifindex {ifindex} again"),
+                format!("cannot make natra's fq ({sizing:?}) the root qdisc of ifindex {ifindex}"),
             )
             .with_details(f)
         })?;

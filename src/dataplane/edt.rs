@@ -7,12 +7,14 @@
 //! fq is installed with natra's handle (`4e54:`, see crate::qdisc), which
 //! marks it as natra's: DEL removes only such an fq, never one the operator
 //! or the image configured.
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::direction::Direction;
 use super::faults;
 pub use super::modes::Fq;
 use super::modes::{EdtPacing, ModeChoice, Options, Target};
+use super::record::Record;
+use super::skeleton::types::natra_config;
 use crate::error::{Error, ErrorKind, Result};
 use crate::limits::PodLimits;
 use crate::netns;
@@ -186,6 +188,63 @@ fn sizing_for(p: &crate::limits::BucketParams) -> qdisc::FqSizing {
     qdisc::FqSizing::for_queue(p.with_edt().edt_queue_bytes(), p.longest_edt_delay_ns())
 }
 
+/// The fq for a direction whose program runs with `c` (written from
+/// `with_edt`'s params, at ADD or by a live change): the sizing ADD gives
+/// it (a unit test holds the two to each other).
+fn sizing_for_config(c: &natra_config) -> qdisc::FqSizing {
+    qdisc::FqSizing::for_queue(
+        c.burst_bytes + c.edt_debt_bytes + c.mice_debt_bytes,
+        c.edt_horizon_ns.max(c.mice_horizon_ns),
+    )
+}
+
+/// Where a direction's fq is: the Pod's interface in the Pod's netns (pod
+/// egress) or the host veth in the host netns (pod ingress).
+fn fq_place(rec: &Record, dir: Direction) -> (Option<PathBuf>, u32) {
+    match dir {
+        Direction::PodEgress => (Some(PathBuf::from(&rec.netns)), rec.pod_ifindex),
+        Direction::PodIngress => (None, rec.host_ifindex),
+    }
+}
+
+fn in_place<T: Send>(netns: &Option<PathBuf>, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+    match netns {
+        Some(ns) => netns::run_in_netns(ns, f),
+        None => f(),
+    }
+}
+
+/// The agent's repair: makes natra's fq, sized for the running config `c`
+/// of `dir`, the root where that direction's EDT needs it, unless fq is the
+/// root there (natra's or one the operator put in its place). Returns
+/// whether it put one there.
+pub fn restore_fq(rec: &Record, dir: Direction, c: &natra_config) -> Result<bool> {
+    let (netns, ifindex) = fq_place(rec, dir);
+    let sizing = sizing_for_config(c);
+    in_place(&netns, move || {
+        if qdisc::root_qdisc_kind(ifindex)?.as_deref() == Some("fq") {
+            return Ok(false);
+        }
+        qdisc::replace_root_with_fq(ifindex, sizing)?;
+        log::info!("natra's fq is the root qdisc of ifindex {ifindex} again ({sizing:?})");
+        Ok(true)
+    })
+}
+
+/// A live change: natra's own fq of `dir` (its handle), if it is there,
+/// changed in place to the sizing of the new config `c`, its queue kept; an
+/// fq of someone else's is left as it is.
+pub fn resize_fq(rec: &Record, dir: Direction, c: &natra_config) -> Result<()> {
+    let (netns, ifindex) = fq_place(rec, dir);
+    let sizing = sizing_for_config(c);
+    in_place(&netns, move || match qdisc::root_qdisc(ifindex)? {
+        Some(root) if root.kind.as_deref() == Some("fq") && root.handle == NATRA_ROOT_HANDLE => {
+            qdisc::replace_root_with_fq(ifindex, sizing)
+        }
+        _ => Ok(()),
+    })
+}
+
 /// Removes the root fq of the host veth `host_ifindex` (host netns) if it
 /// carries natra's handle.
 pub fn remove_natra_host_fq(host_ifindex: u32) -> Result<()> {
@@ -261,5 +320,25 @@ mod tests {
         // natra's own fq is sized by natra (FqSizing), never refused here
         let ours = RootOutcome::Installed;
         assert_eq!(usable(ours, Some(1), &p, "x").unwrap(), ours);
+    }
+
+    #[test]
+    fn a_repaired_or_resized_fq_is_sized_as_add_sized_it() {
+        // the agent sizes from the running config, ADD from the params
+        let place = crate::dataplane::placement::Placement::default();
+        for bits in [1_000, 1_000_000, 20_000_000, 10_000_000_000] {
+            let req = RequestedLimit {
+                rate_bits: bits,
+                burst_bits: 0,
+            };
+            let limits = pod_limits(req, req, &Tuning::default()).unwrap();
+            for dir in Direction::ALL {
+                let p = dir.limit(&limits).unwrap();
+                let c = crate::dataplane::maps::config_for(dir, &p.with_edt(), &place);
+                let s = sizing_for_config(&c);
+                assert_eq!(s, sizing_for(&p), "{bits} bit/s, {dir:?}");
+                assert!(!s.pacing && s.flow_limit >= 100, "{s:?}");
+            }
+        }
     }
 }

@@ -11,14 +11,13 @@
 //! charging nothing) and limited again later.
 use std::os::fd::AsFd;
 
-use libbpf_rs::MapHandle;
-
 use super::direction::Direction;
+use super::edt;
 use super::maps;
 use super::pins::{AttachmentPins, BUCKET_MAP, CONFIG_MAP};
 use super::record;
 use crate::contract::NATRA_NSEC_PER_SEC;
-use crate::error::{Context, Error, ErrorKind, Result};
+use crate::error::{Error, ErrorKind, Result};
 use crate::limits::{BucketParams, PodLimits};
 
 /// What a live change did to one direction.
@@ -30,14 +29,6 @@ pub struct Changed {
     pub rate_after: u64,
     /// The bucket's level had to be lowered into the new, smaller bucket.
     pub level_clamped: bool,
-}
-
-fn open(pins: &AttachmentPins, name: &str) -> Result<MapHandle> {
-    let path = pins.map(name);
-    MapHandle::from_pinned_path(&path).context(
-        ErrorKind::Dataplane,
-        format!("cannot open {}", path.display()),
-    )
 }
 
 /// [`set_limits`] for an attachment as `list_attachments` shows it.
@@ -56,11 +47,11 @@ pub fn set_view_limits(
 /// Writes `limits` into the running attachment at `pins`. Each direction
 /// `limits` leaves unset is lifted if it was limited.
 pub fn set_limits(pins: &AttachmentPins, limits: &PodLimits) -> Result<Vec<Changed>> {
-    let config = open(pins, CONFIG_MAP)?;
-    let bucket = open(pins, BUCKET_MAP)?;
+    let config = pins.open_map(CONFIG_MAP)?;
+    let bucket = pins.open_map(BUCKET_MAP)?;
     let rec = record::read(pins)?;
     let flags = rec.as_ref().map_or(0, |r| r.flags);
-    let place = rec.map(|r| r.place).unwrap_or_default();
+    let place = rec.as_ref().map(|r| r.place).unwrap_or_default();
     let mut changed = Vec::new();
     // Checked for both directions before either is written.
     let mut plan = Vec::new();
@@ -110,6 +101,14 @@ pub fn set_limits(pins: &AttachmentPins, limits: &PodLimits) -> Result<Vec<Chang
         written.sketch_base = current.sketch_base;
         written.generation = current.generation;
         maps::write_config_raw(config.as_fd(), place.key(dir), &written)?;
+        // natra's fq holds what the new rate may queue (its sizing scales
+        // with the rate), as ADD would have sized it.
+        if let Some(rec) = rec
+            .as_ref()
+            .filter(|_| params.edt && params.rate_bytes_per_sec > 0)
+        {
+            edt::resize_fq(rec, dir, &written)?;
+        }
         // The level carries over; only a bucket that shrank below it (or a
         // debt deeper than the new EDT allows) moves it into range.
         let mut state = maps::read_bucket(bucket.as_fd(), place.key(dir))?;

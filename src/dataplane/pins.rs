@@ -92,6 +92,15 @@ impl AttachmentPins {
         self.dir.join(name)
     }
 
+    /// Opens the map pinned as `name` here.
+    pub fn open_map(&self, name: &str) -> Result<libbpf_rs::MapHandle> {
+        let path = self.map(name);
+        libbpf_rs::MapHandle::from_pinned_path(&path).context(
+            ErrorKind::Dataplane,
+            format!("cannot open {}", path.display()),
+        )
+    }
+
     /// `<prog>_link`: a tcx link of `program`.
     pub fn link(&self, program: &str) -> PathBuf {
         self.dir.join(format!("{program}_link"))

@@ -22,13 +22,15 @@ use libbpf_rs::Program;
 
 use super::clsact;
 use super::direction::Direction;
+use super::edt;
+use super::maps;
 use super::modes::on_side;
-use super::pins::{self, AttachmentPins};
+use super::pins::{self, AttachmentPins, CONFIG_MAP};
 use super::record::{self, Record, EDT, EDT_INGRESS, OWNS_CLSACT, OWNS_FQ, OWNS_HOST_FQ};
 use super::sys;
 use super::teardown;
 use crate::error::{Context, Error, ErrorKind, Result};
-use crate::{netlink, netns, qdisc};
+use crate::{netlink, netns};
 
 /// What reconciliation did to one attachment.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -160,28 +162,29 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
             done.push(Repair::Refiltered(dir));
         }
     }
-    // EDT paces only through fq at the Pod's interface: put natra's back if
-    // it was removed or replaced (a Pod with NET_ADMIN can do that).
-    if rec.has(EDT) && !ns.as_os_str().is_empty() {
-        let index = rec.pod_ifindex;
-        let kind = netns::run_in_netns(&ns, move || qdisc::root_qdisc_kind(index))?;
-        if kind.as_deref() != Some("fq") {
-            netns::run_in_netns(&ns, move || qdisc::replace_root_with_fq(index))?;
-            if !rec.has(OWNS_FQ) {
-                add_flag(pins, &rec, OWNS_FQ)?;
-            }
-            done.push(Repair::Refq);
+    // EDT paces only through fq: at the Pod's interface (pod egress), at the
+    // host veth (pod ingress). Put natra's back, sized for the direction's
+    // running config as ADD sized it, where it was removed or replaced (a
+    // Pod with NET_ADMIN can do that to its own interface).
+    let config = pins.open_map(CONFIG_MAP)?;
+    for (dir, edt, owns, repair) in [
+        (Direction::PodEgress, EDT, OWNS_FQ, Repair::Refq),
+        (
+            Direction::PodIngress,
+            EDT_INGRESS,
+            OWNS_HOST_FQ,
+            Repair::RefqHost,
+        ),
+    ] {
+        if !rec.has(edt) || (dir == Direction::PodEgress && ns.as_os_str().is_empty()) {
+            continue;
         }
-    }
-    // The same for pod ingress: its fq at the host veth's root.
-    if rec.has(EDT_INGRESS) {
-        let index = rec.host_ifindex;
-        if qdisc::root_qdisc_kind(index)?.as_deref() != Some("fq") {
-            qdisc::replace_root_with_fq(index)?;
-            if !rec.has(OWNS_HOST_FQ) {
-                add_flag(pins, &rec, OWNS_HOST_FQ)?;
+        let c = maps::read_config(config.as_fd(), rec.place.key(dir))?;
+        if edt::restore_fq(&rec, dir, &c)? {
+            if !rec.has(owns) {
+                add_flag(pins, &rec, owns)?;
             }
-            done.push(Repair::RefqHost);
+            done.push(repair);
         }
     }
     Ok(done)

@@ -110,6 +110,10 @@ prog_id() { # ID DIRECTION
 }
 # pod's eth0 has natra's fq (handle 4e54:) as its root qdisc?
 fq_on_pod() { ip netns exec pod tc qdisc show dev eth0 | grep -q '^qdisc fq 4e54: root'; }
+# the options of natra's fq on the pod's eth0, as tc prints them
+fq_opts() { ip netns exec pod tc qdisc show dev eth0 | sed -n 's/^qdisc fq 4e54: root refcnt [0-9]* //p'; }
+# one option's value (its leading number) from fq_opts' line
+fq_opt() { echo "$1" | sed -n "s/.* $2 \([0-9]*\).*/\1/p"; }
 
 # hooks MODE ID: both programs sit where MODE puts them (docs/cni.md), as the
 # kernel lists them: tcx links via bpftool net, clsact filters via tc.
@@ -225,6 +229,7 @@ if add edt ',"edtPacing":"auto"'; then
   fq=0
   fq_on_pod && fq=1
   ip netns exec pod tc qdisc show dev eth0 | sed 's/^/    | /'
+  opts_add=$(fq_opts)
   check edt_auto_on 'check == 0 && edt == 1 && fq == 1' check=$ck edt="$edt" fq=$fq
   check attach_auto_edt "mode == \"$POD_MODE\"" mode="$mode"
   h=0
@@ -317,7 +322,27 @@ if add edt ',"edtPacing":"auto"'; then
   kill $agent 2>/dev/null || true
   wait $agent 2>/dev/null || true
   grep -E 'repaired|ERROR' /tmp/agent.log | sed 's/^/    | /' || true
-  check edt_fq_repaired 'fixed == 1' fixed=$fixed seconds="$took"
+  # ... sized as ADD sized it (not fq's defaults: flow_limit 100, pacing on)
+  opts_rep=$(fq_opts)
+  note "fq at ADD: $opts_add"
+  note "fq repaired: $opts_rep"
+  same=0
+  [ -n "$opts_add" ] && [ "$opts_rep" = "$opts_add" ] && same=1
+  check edt_fq_repaired 'fixed == 1 && same == 1' fixed=$fixed same=$same seconds="$took" \
+    flow_limit="$(fq_opt "$opts_rep" flow_limit)" nopacing="$(echo "$opts_rep" | grep -c nopacing)"
+  # A live change of the rate (natra set) resizes natra's fq in place: the
+  # queue it must hold scales with the rate; its counters carry over.
+  ip netns exec pod ping -c 2 -q "$SRV_IP" >/dev/null 2>&1 || true # traffic through the repaired fq
+  sent0=$(ip netns exec pod tc -s qdisc show dev eth0 | sed -n 's/^ Sent \([0-9]*\) bytes.*/\1/p' | head -1)
+  natra set --container-id edt --egress $((2 * CAP)) >/tmp/set.log 2>&1 || true
+  opts_2x=$(fq_opts)
+  sent1=$(ip netns exec pod tc -s qdisc show dev eth0 | sed -n 's/^ Sent \([0-9]*\) bytes.*/\1/p' | head -1)
+  natra set --container-id edt --egress $CAP >>/tmp/set.log 2>&1 || true
+  opts_1x=$(fq_opts)
+  sed 's/^/    | /' /tmp/set.log
+  check edt_fq_resized 'f1 > 0 && f2 >= 1.9 * f1 && f2 <= 2.1 * f1 && back == f1 && kept >= 1' \
+    f1="$(fq_opt "$opts_add" flow_limit)" f2="$(fq_opt "$opts_2x" flow_limit)" \
+    back="$(fq_opt "$opts_1x" flow_limit)" kept="$([ "${sent1:-0}" -ge "${sent0:-1}" ] && [ "${sent0:-0}" -gt 0 ] && echo 1 || echo 0)"
   del_clean edt edt
 else
   check edt_auto_on 0 add=failed
