@@ -44,7 +44,7 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	struct natra_decision d;
 	__u64 now, h, t;
 	__u32 slot = skb->cb[NATRA_CB_SLOT], key, idx;
-	int ect, edt, sketched;
+	int ect, edt, sketched, hs;
 
 	/* The stub's slot; one that is out of range finds no config. A stub
 	 * whose generation is not the slot's belongs to a Pod interface whose
@@ -111,7 +111,10 @@ static __always_inline int limit_direction(struct __sk_buff *skb, const __u32 di
 	 * with plain stores, which two CPUs racing on one flow may under-count
 	 * by a packet (sketch.h); the epoch moves on by a CAS of its start.
 	 */
-	policy_decide(bucket, cfg, cells, sketched, h, now, pkt.wire_bytes, ect, edt, &d);
+	/* a SYN or SYN-ACK: waits past the mice horizon rather than being
+	 * dropped (its sender's timer is TCP's initial 1 s; bucket.h) */
+	hs = tcp_opens_flow(pkt.tcp_flags);
+	policy_decide(bucket, cfg, cells, sketched, h, now, pkt.wire_bytes, ect, edt, hs, &d);
 	verdict = d.verdict;
 
 	/* A clone whose header is shared cannot be marked: drop it instead,

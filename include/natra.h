@@ -87,6 +87,9 @@ struct natra_config {
 	__u64 mice_debt_bytes; /* EDT: how far below -edt_debt paced mice may take the level */
 	__u64 mice_horizon_ns; /* EDT: longest delay given to a mouse; beyond it, drop */
 	__u64 ce_delay_ns;     /* EDT: a paced heavy ECT packet delayed more is marked CE */
+	/* Handshakes (EDT; docs/dataplane.md, "EDT pacing"): */
+	__u64 handshake_extra_bytes; /* how far below -(edt_debt + mice_debt) a handshake may go */
+	__u64 handshake_horizon_ns;  /* longest delay given to one; beyond it, drop */
 };
 
 /* Token bucket and sketch clock of one direction. No lock: CPUs update it
@@ -94,7 +97,7 @@ struct natra_config {
  * docs/dataplane.md, Concurrency). */
 struct natra_bucket_state {
 	__u32 epoch;	       /* sketch epoch number (24 bits used) */
-	__s64 level;	       /* byte-ns available: -edt_debt x 1e9 .. burst x 1e9 */
+	__s64 level;	       /* byte-ns available: -(the EDT debts) x 1e9 .. burst x 1e9 */
 	__u64 last_ns;	       /* bpf_ktime_get_coarse_ns() of the last refill */
 	__u64 epoch_start_ns;  /* when `epoch` began; > now: the epoch never advances */
 	__u64 heavy_seen;      /* bitmap of heavy flows' hashes seen this epoch */

@@ -17,10 +17,16 @@
  *          |  EDT debt: paced heavy packets down   |
  *          |  to R - horizon x rate, mice to -D    |  D = edt_debt_bytes
  *   -D     +--------------------------------------+
+ *          |  paced mice (mice horizon)            |  M = mice_debt_bytes
+ *   -D-M   +--------------------------------------+
+ *          |  paced handshakes only (SYN, SYN-ACK: |  X = handshake_extra_bytes
+ *          |  their timer is TCP's initial 1 s)    |
+ *   -D-M-X +--------------------------------------+
  *
  * Every byte that passes, mouse or heavy, paced or not, is charged to this
- * one bucket and the level never goes below -D, so what passes in any
- * interval t is at most rate x t + burst + D (D = 0 without EDT).
+ * one bucket, and only what passes unpaced takes the level below 0 without
+ * waiting for it (down to -D), so what passes in any interval t is at most
+ * rate x t + burst + D (D = 0 without EDT).
  *
  * Concurrency: atomics, no lock. Packets of one direction run on several
  * CPUs at once; a bpf_spin_lock pair costs ~48 ns per packet here (it saves
@@ -53,6 +59,9 @@ enum natra_verdict {
 enum natra_class {
 	NATRA_CLASS_MOUSE = 0,
 	NATRA_CLASS_HEAVY = 1,
+	/* a mouse's SYN or SYN-ACK: paced on past the mice horizon (bucket
+	 * only; counted as a mouse) */
+	NATRA_CLASS_HANDSHAKE = 2,
 };
 
 /* Attempts at the level's compare-and-swap before giving up (see
@@ -90,7 +99,7 @@ static __always_inline __s64 bucket_floor(const struct natra_config *cfg)
 }
 
 /* Bucket level after `now`, in byte-nanoseconds. Never overflows: an idle time
- * of refill_full_ns (floor to full) or more fills the bucket without
+ * of refill_full_ns (lowest floor to full) or more fills the bucket without
  * multiplying; a shorter one multiplies to at most (burst + D) x 1e9 + rate
  * < 2^64, and is compared with the room left before it is added. */
 static __always_inline __s64 bucket_refilled_level(__s64 level, __u64 last_ns, __u64 now,
@@ -132,8 +141,9 @@ static __always_inline __u64 bucket_edt_delay(__s64 level, __u64 cost, __s64 at,
  * layers above):
  *  - a mouse passes while the level stays >= its floor (0, -D with EDT);
  *    below, with `edt`, it is charged and paced by the time the bucket takes
- *    to be back at that floor + cost, unless that exceeds the mice horizon;
- *    else (or without EDT) it is dropped;
+ *    to be back at that floor + cost, unless that exceeds the mice horizon
+ *    (a handshake: the handshake horizon, down to -(D + M + X)); else (or
+ *    without EDT) it is dropped;
  *  - a heavy packet passes while the level stays >= R + E; down to R, an ECT
  *    one passes marked CE (with EDT, a non-ECT one passes unmarked);
  *  - below R, with `edt`, a heavy packet is charged anyway and paced by
@@ -154,12 +164,20 @@ static __always_inline enum natra_verdict bucket_layer(__s64 level, __s64 cost,
 	__u64 delay;
 
 	*delay_ns = 0;
-	if (cls == NATRA_CLASS_MOUSE) {
+	if (cls != NATRA_CLASS_HEAVY) {
+		/* a handshake (cls 2) may go down to -(D + M + X), within its
+		 * own horizon; selected without a branch (one verifier state) */
+		__u64 hs = -(__u64)(cls >> 1);
+		__s64 lowest = bucket_floor(cfg) -
+			       (__s64)(cfg->handshake_extra_bytes * NATRA_NSEC_PER_SEC & hs);
+		__u64 horizon = cfg->mice_horizon_ns +
+				((cfg->handshake_horizon_ns - cfg->mice_horizon_ns) & hs);
+
 		if (after >= mice_floor)
 			return NATRA_VERDICT_PASS;
-		if (edt && after >= bucket_floor(cfg)) {
+		if (edt && after >= lowest) {
 			delay = bucket_edt_delay(level, (__u64)cost, mice_floor, cfg);
-			if (delay <= cfg->mice_horizon_ns) {
+			if (delay <= horizon) {
 				*delay_ns = delay;
 				return NATRA_VERDICT_PACE;
 			}

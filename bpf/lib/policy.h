@@ -22,13 +22,14 @@ struct natra_decision {
 /*
  * cells: the flow's NATRA_SKETCH_MAX_DEPTH cells (rows past the depth alias
  * row 0), or NULL when the sketch is unavailable (the flow is then taken as
- * heavy).
+ * heavy). handshake: the packet is a SYN or SYN-ACK (a mouse's is paced on
+ * to the handshake horizon where a mouse's data would be dropped).
  */
 static __always_inline void policy_decide(struct natra_bucket_state *b,
 					  const struct natra_config *cfg,
 					  __u64 *const cells[NATRA_SKETCH_MAX_DEPTH], int sketched,
 					  __u64 h, __u64 now, __u64 bytes, int ect, int edt,
-					  struct natra_decision *d)
+					  int handshake, struct natra_decision *d)
 {
 	__u32 epoch;
 
@@ -37,7 +38,11 @@ static __always_inline void policy_decide(struct natra_bucket_state *b,
 	d->estimate = sketched ? sketch_estimate(cells, epoch, bytes) : 0;
 	d->cls = !sketched || d->estimate > cfg->heavy_threshold_bytes ? NATRA_CLASS_HEAVY
 								       : NATRA_CLASS_MOUSE;
-	d->verdict = bucket_charge(b, cfg, now, bytes, d->cls, ect, edt, &d->delay_ns);
+	/* a mouse's handshake is NATRA_CLASS_HANDSHAKE to the bucket, set
+	 * without a branch (handshake is 0..1) */
+	d->verdict = bucket_charge(b, cfg, now, bytes,
+				   (enum natra_class)(d->cls + ((handshake & ~d->cls & 1) << 1)),
+				   ect, edt, &d->delay_ns);
 	/* Only bytes that pass are counted, so the sketch's total is bounded by
 	 * what the bucket lets through, whatever the offered load. */
 	if (d->verdict != NATRA_VERDICT_DROP && sketched) {

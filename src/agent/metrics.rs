@@ -62,7 +62,8 @@ pub fn render(
     let paced = counter(
         &reg,
         "natra_paced_packets_total",
-        "Heavy packets that passed with an EDT departure time in the future.",
+        "Packets (heavy, or mice below their floor) that passed with an EDT departure time \
+         in the future.",
         &[],
     );
     let ce = counter(

@@ -65,6 +65,8 @@ pub fn verify(
                 (c.edt_debt_bytes, c.edt_horizon_ns, c.heavy_threshold_bytes),
                 (c.epoch_ns, c.sketch_depth, c.sketch_width),
                 (c.sketch_shift, c.sketch_base, c.generation),
+                (c.mice_debt_bytes, c.mice_horizon_ns, c.ce_delay_ns),
+                (c.handshake_extra_bytes, c.handshake_horizon_ns),
             )
         };
         if key(&found) != key(&expected) {

@@ -193,8 +193,10 @@ fn sizing_for(p: &crate::limits::BucketParams) -> qdisc::FqSizing {
 /// it (a unit test holds the two to each other).
 fn sizing_for_config(c: &natra_config) -> qdisc::FqSizing {
     qdisc::FqSizing::for_queue(
-        c.burst_bytes + c.edt_debt_bytes + c.mice_debt_bytes,
-        c.edt_horizon_ns.max(c.mice_horizon_ns),
+        c.burst_bytes + c.edt_debt_bytes + c.mice_debt_bytes + c.handshake_extra_bytes,
+        c.edt_horizon_ns
+            .max(c.mice_horizon_ns)
+            .max(c.handshake_horizon_ns),
     )
 }
 
@@ -300,12 +302,12 @@ mod tests {
             .pod_ingress
             .unwrap();
         let longest = p.longest_edt_delay_ns();
-        assert_eq!(longest, 180_000_000, "the mice horizon");
+        assert_eq!(longest, 500_000_000, "the handshake horizon");
         let theirs = RootOutcome::AlreadyPresent;
         let e = usable(theirs, Some(50_000_000), &p, "the host veth").unwrap_err();
         assert!(
             e.msg
-                .contains("the host veth has a horizon of 50 ms, shorter than the 180 ms"),
+                .contains("the host veth has a horizon of 50 ms, shorter than the 500 ms"),
             "{}",
             e.msg
         );

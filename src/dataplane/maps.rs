@@ -36,6 +36,8 @@ pub fn config_for(dir: Direction, p: &BucketParams, place: &Placement) -> natra_
         mice_debt_bytes: p.mice_debt_bytes,
         mice_horizon_ns: p.mice_horizon_ns,
         ce_delay_ns: p.ce_delay_ns,
+        handshake_extra_bytes: p.handshake_extra_bytes,
+        handshake_horizon_ns: p.handshake_horizon_ns,
     }
 }
 

@@ -73,6 +73,11 @@ pub const DEFAULT_EDT_HORIZON_MS: u64 = 20;
 /// times out for its pacing), long enough to hold a few dozen short replies
 /// at once where policing dropped them into 200 ms+ retransmission timers.
 pub const DEFAULT_MICE_HORIZON_MS: u64 = 180;
+/// EDT: longest departure delay given to a mouse's SYN or SYN-ACK before
+/// dropping it. Its sender's timer is TCP's initial RTO, 1 s (RFC 6298),
+/// not the 200 ms minimum: a handshake waits past the mice horizon rather
+/// than being dropped into that second.
+pub const DEFAULT_HANDSHAKE_HORIZON_MS: u64 = 500;
 /// EDT: the mice reserve is half the (small) burst. Mice pass unpaced down
 /// to -D, i.e. R below the lowest level paced heavy packets reach (R - D):
 /// R is the mice's headroom beside a full heavy queue, and costs nothing
@@ -135,6 +140,11 @@ pub struct BucketParams {
     pub mice_horizon_ns: u64,
     /// How far below -edt_debt paced mice may take the level (0 without EDT).
     pub mice_debt_bytes: u64,
+    /// Longest EDT delay of a mouse's SYN or SYN-ACK (0 without EDT).
+    pub handshake_horizon_ns: u64,
+    /// How far below -(edt_debt + mice_debt) a paced handshake may take the
+    /// level: the handshake horizon's worth of the rate beyond the mice's.
+    pub handshake_extra_bytes: u64,
     /// A paced heavy ECT packet delayed more than this is marked CE (0: never).
     pub ce_delay_ns: u64,
     /// The pod's sketch geometry, the same for both directions.
@@ -165,6 +175,9 @@ impl BucketParams {
         let debt = edt_debt_bytes(rate, self.edt_horizon_ns);
         let mice_debt = edt_debt_bytes(rate, self.mice_horizon_ns)
             .min(MAX_EDT_DEBT_BYTES - debt.min(MAX_EDT_DEBT_BYTES));
+        let handshake_extra = edt_debt_bytes(rate, self.handshake_horizon_ns)
+            .min(MAX_EDT_DEBT_BYTES - debt.min(MAX_EDT_DEBT_BYTES))
+            .saturating_sub(mice_debt);
         BucketParams {
             edt: true,
             burst_bytes: burst,
@@ -172,8 +185,9 @@ impl BucketParams {
             mice_reserve_bytes: burst / EDT_MICE_RESERVE_DIVISOR,
             edt_debt_bytes: debt,
             mice_debt_bytes: mice_debt,
+            handshake_extra_bytes: handshake_extra,
             ce_delay_ns: DEFAULT_CE_DELAY_MS * NSEC_PER_MSEC,
-            refill_full_ns: refill_full_ns(burst + debt + mice_debt, rate),
+            refill_full_ns: refill_full_ns(burst + debt + mice_debt + handshake_extra, rate),
             ..self
         }
     }
@@ -182,13 +196,15 @@ impl BucketParams {
     /// or mouse): what the fq after the program must take as it is.
     pub fn longest_edt_delay_ns(&self) -> u64 {
         let e = self.with_edt();
-        e.edt_horizon_ns.max(e.mice_horizon_ns)
+        e.edt_horizon_ns
+            .max(e.mice_horizon_ns)
+            .max(e.handshake_horizon_ns)
     }
 
     /// Bytes EDT may have charged ahead of the wire (paced, not yet gone):
     /// what an fq after the program must hold without dropping.
     pub fn edt_queue_bytes(&self) -> u64 {
-        self.edt_debt_bytes + self.mice_debt_bytes + self.burst_bytes
+        self.edt_debt_bytes + self.mice_debt_bytes + self.handshake_extra_bytes + self.burst_bytes
     }
 }
 
@@ -379,13 +395,14 @@ fn direction_params(
         || default_sketch_width(rate, window_ms, threshold, depth),
         |w| w as u32,
     );
-    let (edt_horizon_ns, mice_horizon_ns) = if pacable {
+    let (edt_horizon_ns, mice_horizon_ns, handshake_horizon_ns) = if pacable {
         (
             t.edt_horizon_ms.unwrap_or(DEFAULT_EDT_HORIZON_MS) * NSEC_PER_MSEC,
             DEFAULT_MICE_HORIZON_MS * NSEC_PER_MSEC,
+            DEFAULT_HANDSHAKE_HORIZON_MS * NSEC_PER_MSEC,
         )
     } else {
-        (0, 0)
+        (0, 0, 0)
     };
     Ok(Some(BucketParams {
         rate_bytes_per_sec: rate,
@@ -400,6 +417,8 @@ fn direction_params(
         edt_debt_bytes: 0,
         mice_horizon_ns,
         mice_debt_bytes: 0,
+        handshake_horizon_ns,
+        handshake_extra_bytes: 0,
         ce_delay_ns: 0,
         sketch_width: width,
         sketch_depth: depth,

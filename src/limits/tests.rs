@@ -187,9 +187,22 @@ fn edt_either_way_retunes_for_a_queue() {
         assert_eq!((e.mice_reserve_bytes, e.ecn_band_bytes), (25_000, 12_500));
         assert_eq!(e.edt_debt_bytes, 50_000);
         assert_eq!(e.mice_debt_bytes, 450_000);
-        // the refill runs from -(D + M) to full: 550 kB / 2.5 MB/s
-        assert_eq!(e.refill_full_ns, 220_000_000);
-        assert_eq!(e.edt_queue_bytes(), 550_000);
+        // handshakes: 500 ms (under TCP's 1 s initial RTO) = 1.25 MB
+        assert_eq!(
+            e.handshake_horizon_ns,
+            DEFAULT_HANDSHAKE_HORIZON_MS * 1_000_000
+        );
+        assert!(
+            e.handshake_horizon_ns < 1_000_000_000,
+            "below TCP's initial RTO"
+        );
+        assert!(e.handshake_horizon_ns > e.mice_horizon_ns);
+        assert_eq!(e.mice_debt_bytes + e.handshake_extra_bytes, 1_250_000);
+        // the refill runs from the lowest floor, -(D + M + X), to full: 1.35 MB / 2.5 MB/s
+        assert_eq!(e.refill_full_ns, 540_000_000);
+        assert_eq!(e.edt_queue_bytes(), 1_350_000);
+        assert_eq!(e.longest_edt_delay_ns(), 500_000_000);
+        assert_eq!(p.handshake_extra_bytes, 0);
     }
     // a slow Pod keeps the floor of a dozen frames
     let slow = pod_limits(req(1_000_000), req(0), &t).unwrap();
@@ -200,6 +213,7 @@ fn edt_either_way_retunes_for_a_queue() {
     let huge = pod_limits(req(0), req(MAX_RATE_BITS), &t).unwrap();
     let h = huge.pod_egress.unwrap().with_edt();
     assert!(h.edt_debt_bytes + h.mice_debt_bytes <= MAX_EDT_DEBT_BYTES);
+    assert!(h.edt_debt_bytes + h.mice_debt_bytes + h.handshake_extra_bytes <= MAX_EDT_DEBT_BYTES);
 }
 
 #[test]

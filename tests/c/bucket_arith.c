@@ -106,8 +106,8 @@ static __u64 rng(void)
     !defined(MAX_SKETCH_WIDTH) || !defined(SKETCH_BUDGET_BYTES) ||                                 \
     !defined(DEFAULT_EDT_HORIZON_MS) || !defined(MAX_EDT_DEBT_BYTES) ||                            \
     !defined(DEFAULT_MICE_HORIZON_MS) || !defined(DEFAULT_CE_DELAY_MS) ||                          \
-    !defined(EDT_BURST_WINDOW_MS) || !defined(EDT_BURST_FLOOR_BYTES) ||                            \
-    !defined(EDT_MICE_RESERVE_DIVISOR)
+    !defined(DEFAULT_HANDSHAKE_HORIZON_MS) || !defined(EDT_BURST_WINDOW_MS) ||                     \
+    !defined(EDT_BURST_FLOOR_BYTES) || !defined(EDT_MICE_RESERVE_DIVISOR)
 #error                                                                                             \
     "build this harness through tests/bucket_arith.rs: it passes src/limits.rs's constants with -D"
 #endif
@@ -243,6 +243,7 @@ static struct natra_config config_edt(__u64 rate_bits, __u64 burst_bits)
 	__u64 burst = sanitise_burst(burst_bits / 8, rate);
 	u128 eb = (u128)rate * EDT_BURST_WINDOW_MS / 1000;
 	u128 mice = (u128)rate * DEFAULT_MICE_HORIZON_MS / 1000;
+	u128 hs = (u128)rate * DEFAULT_HANDSHAKE_HORIZON_MS / 1000;
 	struct natra_config c;
 
 	if (eb < EDT_BURST_FLOOR_BYTES)
@@ -255,9 +256,15 @@ static struct natra_config config_edt(__u64 rate_bits, __u64 burst_bits)
 		mice = MAX_EDT_DEBT_BYTES - c.edt_debt_bytes;
 	c.mice_debt_bytes = (__u64)mice;
 	c.mice_horizon_ns = DEFAULT_MICE_HORIZON_MS * 1000000ULL;
+	if (hs > MAX_EDT_DEBT_BYTES - c.edt_debt_bytes)
+		hs = MAX_EDT_DEBT_BYTES - c.edt_debt_bytes;
+	c.handshake_extra_bytes = hs > mice ? (__u64)(hs - mice) : 0;
+	c.handshake_horizon_ns = DEFAULT_HANDSHAKE_HORIZON_MS * 1000000ULL;
 	c.ce_delay_ns = DEFAULT_CE_DELAY_MS * 1000000ULL;
 	c.refill_full_ns = div_ceil_u64(
-	    (u128)(burst + c.edt_debt_bytes + c.mice_debt_bytes) * NATRA_NSEC_PER_SEC, rate);
+	    (u128)(burst + c.edt_debt_bytes + c.mice_debt_bytes + c.handshake_extra_bytes) *
+		NATRA_NSEC_PER_SEC,
+	    rate);
 	return c;
 }
 
@@ -269,6 +276,12 @@ static __s64 full_of(const struct natra_config *c)
 static __s64 floor_of(const struct natra_config *c)
 {
 	return -(__s64)((c->edt_debt_bytes + c->mice_debt_bytes) * NATRA_NSEC_PER_SEC);
+}
+
+/* The lowest floor: a handshake's, -(D + H), when it is below -(D + M). */
+static __s64 lowest_floor_of(const struct natra_config *c)
+{
+	return floor_of(c) - (__s64)(c->handshake_extra_bytes * NATRA_NSEC_PER_SEC);
 }
 
 static __s64 bns(__u64 bytes)
@@ -302,24 +315,27 @@ static enum natra_verdict ref_charge(s128 level, __u64 size, enum natra_class cl
 	s128 e = (s128)c->ecn_band_bytes * NATRA_NSEC_PER_SEC;
 	s128 mf = -(s128)c->edt_debt_bytes * NATRA_NSEC_PER_SEC;
 	s128 fl = mf - (s128)c->mice_debt_bytes * NATRA_NSEC_PER_SEC;
+	s128 hfl = fl - (s128)c->handshake_extra_bytes * NATRA_NSEC_PER_SEC;
 	s128 after = level - cost;
 
 	*delay = 0;
 	*level_out = level;
-	if (cls == NATRA_CLASS_MOUSE) {
+	if (cls != NATRA_CLASS_HEAVY) {
+		s128 need = mf + cost - level;
+		s128 d = (need + c->rate_bytes_per_sec - 1) / c->rate_bytes_per_sec;
+
 		if (after >= mf) {
 			*level_out = after;
 			return NATRA_VERDICT_PASS;
 		}
-		if (edt && after >= fl) {
-			s128 need = mf + cost - level;
-			s128 d = (need + c->rate_bytes_per_sec - 1) / c->rate_bytes_per_sec;
-
-			if (d <= (s128)c->mice_horizon_ns) {
-				*level_out = after;
-				*delay = (__u64)d;
-				return NATRA_VERDICT_PACE;
-			}
+		/* a mouse: down to -(D + M) within the mice horizon; a
+		 * handshake also down to -(D + H) within its own */
+		if (edt && ((after >= fl && d <= (s128)c->mice_horizon_ns) ||
+			    (cls == NATRA_CLASS_HANDSHAKE && after >= hfl &&
+			     d <= (s128)c->handshake_horizon_ns))) {
+			*level_out = after;
+			*delay = (__u64)d;
+			return NATRA_VERDICT_PACE;
 		}
 		return NATRA_VERDICT_DROP;
 	}
@@ -389,7 +405,7 @@ static struct natra_decision sim_packet(struct sim_dir *s, const struct natra_fl
 
 	sim_cells(s, h, cells);
 	policy_decide(&s->b, &s->c, cells, 1, h, now, bytes, ect, (s->c.flags & NATRA_CFG_EDT) != 0,
-		      &d);
+		      0, &d);
 	return d;
 }
 
@@ -453,9 +469,11 @@ static void test_params_mirror_limits_rs(void)
 	/* EDT: debt = horizon x rate, refill from -debt */
 	c = config_edt(20000000, 0);
 	CHECK(c.burst_bytes == 50000 && c.edt_debt_bytes == 50000 && c.mice_debt_bytes == 450000 &&
-		  c.mice_reserve_bytes == 25000 && c.refill_full_ns == 220000000ULL,
-	      "EDT at 20 Mbit/s: burst %llu debt %llu mice %llu refill %llu", c.burst_bytes,
-	      c.edt_debt_bytes, c.mice_debt_bytes, c.refill_full_ns);
+		  c.handshake_extra_bytes == 800000 && c.mice_reserve_bytes == 25000 &&
+		  c.refill_full_ns == 540000000ULL,
+	      "EDT at 20 Mbit/s: burst %llu debt %llu mice %llu handshake %llu refill %llu",
+	      c.burst_bytes, c.edt_debt_bytes, c.mice_debt_bytes, c.handshake_extra_bytes,
+	      c.refill_full_ns);
 }
 
 /* ------------------------------------------------------------------------- */
@@ -578,7 +596,7 @@ static void test_no_overflow(void)
 
 		for (unsigned k = 0; k < ncfg; k++) {
 			const struct natra_config *c = &cfgs[k];
-			__s64 full = full_of(c), fl = floor_of(c);
+			__s64 full = full_of(c), fl = lowest_floor_of(c);
 			int edt = (c->flags & NATRA_CFG_EDT) != 0;
 			__u64 elapsed[] = {
 			    1,
@@ -598,11 +616,12 @@ static void test_no_overflow(void)
 			    UINT64_MAX / 2,
 			    UINT64_MAX,
 			};
-			__s64 levels[] = {fl,	    fl + 1,
-					  -1,	    0,
-					  1,	    (__s64)c->rate_bytes_per_sec,
-					  full / 2, full - (__s64)c->rate_bytes_per_sec,
-					  full - 1, full};
+			__s64 levels[] = {fl,	       fl + 1,
+					  floor_of(c), floor_of(c) + 1,
+					  -1,	       0,
+					  1,	       (__s64)c->rate_bytes_per_sec,
+					  full / 2,    full - (__s64)c->rate_bytes_per_sec,
+					  full - 1,    full};
 
 			for (unsigned e = 0; e < ARRAY_LEN(elapsed); e++) {
 				__u64 el = elapsed[e];
@@ -640,10 +659,10 @@ static void test_no_overflow(void)
 								(long long)full);
 
 						for (unsigned s = 0; s < ARRAY_LEN(sizes); s++) {
-							for (int m = 0; m < 4; m++) {
+							for (int m = 0; m < 6; m++) {
 								struct natra_bucket_state b;
-								enum natra_class cls = m & 1;
-								int ect = m >> 1;
+								enum natra_class cls = m % 3;
+								int ect = m / 3;
 								enum natra_verdict v, wantv;
 								__u64 delay, wantd;
 								s128 wantl;
@@ -1051,6 +1070,75 @@ static void test_edt_units_and_horizon(void)
 		}
 		CHECK(paced > 150 && !spaced_bad, "%d paced, %d not 1 ms apart", paced, spaced_bad);
 	}
+}
+
+/* Handshakes (a mouse's SYN or SYN-ACK) at 20 Mbit/s with EDT: below the
+ * mice floor a data mouse is paced within the 180 ms mice horizon and
+ * dropped beyond it; a handshake is paced on to the 500 ms handshake
+ * horizon, down to -(D + H), and dropped, uncharged, only past that. The
+ * level below -(D + M) it leaves drops mice and heavy packets until the
+ * refill brings it back, and an idle refill_full_ns fills the bucket from
+ * there. */
+static void test_handshakes(void)
+{
+	struct natra_config c = config_edt(20000000, 0); /* 2.5 MB/s */
+	struct natra_bucket_state b;
+	const __u64 size = 74, now = 1000;
+	const __s64 mf = -bns(c.edt_debt_bytes), cost = bns(size);
+	__u64 delay;
+	enum natra_verdict v;
+	/* a level whose packet waits `ms` past the mice floor: (mf + cost - level) / rate */
+	__s64 at_ms[] = {180, 181, 499, 500, 501};
+	enum natra_verdict want_mouse[] = {NATRA_VERDICT_PACE, NATRA_VERDICT_DROP,
+					   NATRA_VERDICT_DROP, NATRA_VERDICT_DROP,
+					   NATRA_VERDICT_DROP};
+	enum natra_verdict want_hs[] = {NATRA_VERDICT_PACE, NATRA_VERDICT_PACE, NATRA_VERDICT_PACE,
+					NATRA_VERDICT_PACE, NATRA_VERDICT_DROP};
+
+	for (unsigned i = 0; i < ARRAY_LEN(at_ms); i++) {
+		__s64 level = mf + cost - at_ms[i] * 1000000LL * (__s64)c.rate_bytes_per_sec;
+
+		for (int hs = 0; hs < 2; hs++) {
+			memset(&b, 0, sizeof(b));
+			b.level = level;
+			b.last_ns = UINT64_MAX; /* frozen */
+			v = bucket_charge(&b, &c, now, size,
+					  hs ? NATRA_CLASS_HANDSHAKE : NATRA_CLASS_MOUSE, 0, 1,
+					  &delay);
+			CHECK(v == (hs ? want_hs : want_mouse)[i], "%s waiting %lld ms: verdict %d",
+			      hs ? "handshake" : "mouse", (long long)at_ms[i], v);
+			if (v == NATRA_VERDICT_PACE)
+				CHECK(delay == (__u64)at_ms[i] * 1000000ULL &&
+					  b.level == level - cost,
+				      "%lld ms: delay %llu, level %lld", (long long)at_ms[i], delay,
+				      (long long)b.level);
+			else
+				CHECK(delay == 0 && b.level == level,
+				      "%lld ms: dropped but charged", (long long)at_ms[i]);
+		}
+	}
+	/* left at 499 ms (below -(D + M)): mice and heavy packets drop, uncharged */
+	memset(&b, 0, sizeof(b));
+	b.level = mf - 499 * 1000000LL * (__s64)c.rate_bytes_per_sec;
+	b.last_ns = UINT64_MAX;
+	CHECK(b.level < floor_of(&c) && b.level >= lowest_floor_of(&c), "level %lld",
+	      (long long)b.level);
+	for (int cls = 0; cls < 2; cls++) {
+		__s64 before = b.level;
+
+		v = bucket_charge(&b, &c, now, 1500, cls, 0, 1, &delay);
+		CHECK(v == NATRA_VERDICT_DROP && b.level == before, "class %d below -(D + M): %d",
+		      cls, v);
+	}
+	/* idle from the lowest floor: 1 ms short of refill_full_ns is 1 ms of
+	 * the rate short of full (no shortcut to full from a higher floor) */
+	b.level = lowest_floor_of(&c);
+	b.last_ns = now;
+	v = bucket_charge(&b, &c, now + c.refill_full_ns - 1000000, 0, NATRA_CLASS_MOUSE, 0, 1,
+			  &delay);
+	CHECK(v == NATRA_VERDICT_PASS &&
+		  b.level == full_of(&c) - 1000000LL * (__s64)c.rate_bytes_per_sec,
+	      "refilled to %lld of %lld", (long long)b.level, (long long)full_of(&c));
 }
 
 enum traffic { NOT_ECT, ALL_ECT, MIXED };
@@ -1735,6 +1823,7 @@ int main(int argc, char **argv)
 	test_threads();
 	test_layers();
 	test_edt_units_and_horizon();
+	test_handshakes();
 	test_simulation();
 	test_epochs();
 	test_mouse_heavy_light();

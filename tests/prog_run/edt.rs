@@ -21,7 +21,7 @@ const TSTAMP: usize = offset_of!(__sk_buff, tstamp);
 
 /// Runs `pkt` with a zeroed __sk_buff context and returns (verdict, tstamp
 /// from the context out, the program's clock (coarse) before and after).
-fn run_tstamp(skel: &NatraSkel<'_>, dir: Direction, pkt: &[u8]) -> (u32, u64, u64, u64) {
+pub fn run_tstamp(skel: &NatraSkel<'_>, dir: Direction, pkt: &[u8]) -> (u32, u64, u64, u64) {
     run_tstamp_repeat(skel, dir, pkt, 1)
 }
 

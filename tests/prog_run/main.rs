@@ -24,7 +24,8 @@
 //! One file per concern: `verdicts` (pass, drop, charge, per direction),
 //! `ecn` (CE marking), `malformed` (truncated and non-IP packets), `gso`
 //! (per-segment charges), `sketch` (mice, heavy flows, the flow key, map
-//! sizes), `clock` (the cached coarse clock), `edt` (pacing), `verifier`
+//! sizes), `clock` (the cached coarse clock), `edt` (pacing), `handshake`
+//! (SYNs and SYN-ACKs paced past the mice horizon), `verifier`
 //! (the verifier's budget); `packets`, `setup` and `counters` hold what they
 //! share.
 #[path = "../common/mod.rs"]
@@ -38,6 +39,7 @@ mod clock;
 mod ecn;
 mod edt;
 mod gso;
+mod handshake;
 mod malformed;
 mod sketch;
 mod verdicts;

@@ -417,7 +417,7 @@ del_clean killfq kill_fq
 # === 4b. An fq already there (an operator's: handle 77:, made by the
 # chained `fqpre` below between ptp and natra, on the Pod's eth0 and on the
 # host veth) paces natra's stamps only if its horizon takes the longest of
-# them (the 180 ms mice horizon): fq drops a packet stamped beyond it, or
+# them (the 500 ms handshake horizon): fq drops a packet stamped beyond it, or
 # sends it early. A 50 ms one is refused like a missing fq (EDT off, one
 # log line why); a 10 s one is used. natra's DEL leaves both in place.
 cat >/opt/cni/bin/fqpre <<'FQPRE'
@@ -450,7 +450,7 @@ HZ
   edt=0 owns=0
   case ",$flags," in *,edt,* | *,edt-ingress,*) edt=1 ;; esac
   case ",$flags," in *,owns-fq,* | *,owns-host-fq,*) owns=1 ;; esac
-  said=$(grep -c 'EDT off.*has a horizon of 50 ms, shorter than the 180 ms' /tmp/add.err || true)
+  said=$(grep -c 'EDT off.*has a horizon of 50 ms, shorter than the 500 ms' /tmp/add.err || true)
   theirs=$( (ip netns exec pod tc qdisc show dev eth0; tc qdisc show dev "$HV") | grep -c '^qdisc fq 77: root' || true)
   grep 'EDT o' /tmp/add.err | sed 's/^/    | /' || true
   [ "$rc" = 0 ] || note "ADD $id failed: $(cat /tmp/add.json) $(tail -3 /tmp/add.err)"
