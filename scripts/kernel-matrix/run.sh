@@ -78,6 +78,9 @@ awk '{ k = $2; sub("kernel=", "", k); n = $3; sub("name=", "", n)
 # the replies' sender, drops by natra (in the first second) and by the
 # qdiscs, max 1 s over the cap; em/eu: light mice's p99 ms under an
 # elephant / unloaded; wire: the elephant run's steady rate over the cap.
+# A direction whose many-mice gate missed in its first run was measured
+# twice (natra and upstream both, many mice only): both runs are listed,
+# the second (no elephant figures) decided.
 if [ -s "$OUT/queue-rows.txt" ]; then
   echo
   awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }

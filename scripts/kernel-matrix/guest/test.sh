@@ -573,7 +573,18 @@ qscen() {
   # an elephant plus light mice, then the same mice unloaded; measured
   # once more if the loaded p99 misses 1.5x the unloaded one or natra's
   # wire misses the cap's +-2% or its max 1 s 1.05x (TCG stalls
-  # land on one run's mice only: see the mice check above)
+  # land on one run's mice only: see the mice check above). Not when
+  # QSCEN_MM_ONLY is set (a many-mice miss measured once more).
+  if [ -n "${QSCEN_MM_ONLY:-}" ]; then
+    kill $_srvp
+    wait $_srvp 2>/dev/null || true
+    echo "NATRA-ROW kernel=$K lim=$_lim dir=$_dir try=2 mm_p99=$(pctl p99 "/tmp/mm-$_id-$_dir")" \
+      "mm_p999=$(pctl p999 "/tmp/mm-$_id-$_dir") mm_n=$(sed -n 's/.* n=\([0-9]*\).*/\1/p' "/tmp/mm-$_id-$_dir")" \
+      "mm_steady_p99=$(pctl steady_p99 "/tmp/mm-$_id-$_dir") mm_steady_p999=$(pctl steady_p999 "/tmp/mm-$_id-$_dir")" \
+      "mm_first_p99=$(pctl first_p99 "/tmp/mm-$_id-$_dir") mm_first_max=$(pctl first_max "/tmp/mm-$_id-$_dir")" \
+      "mm_retrans=$_mrt mm_timeouts=$_mto mm_natra_drops=$_nd1 mm_wave_drops=$_ndw mm_qdisc_drops=$_qd1 mm_max1s=$_mmax"
+    return 0
+  fi
   for _try in 1 2; do
     iperf_server $((5300 + _try)) >&2
     timeout 30 /usr/sbin/ip netns exec "$_ns" iperf3 -J -c "$SRV_IP" -p $((5300 + _try)) -O 2 -t 7 $_r \
@@ -643,19 +654,43 @@ if [ $qok = 1 ]; then
   qscen upstream up up "$UP_IP" "$UP_HV" ingress >>$qrows
   cat $qrows
   g() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
+  mm_ok() { # NATRA_ROW UPSTREAM_ROW: the many-mice gate holds?
+    awk -v n="$(g "$1" mm_steady_p99)" -v u="$(g "$2" mm_steady_p99)" -v m="$MM_MARGIN" \
+      'BEGIN { exit !(n > 0 && u > 0 && n <= m * u) }'
+  }
   for d in egress ingress; do
     n=$(grep "lim=natra dir=$d " $qrows || true) u=$(grep "lim=upstream dir=$d " $qrows || true)
+    # Under TCG one run in several swings by tens of percent (a stall, an
+    # incast that bunches): a miss is measured once more, natra and
+    # upstream side by side again, and that run decides. A regression
+    # misses both.
+    # (many mice only: the elephant-plus-mice checks keep run 1's rows)
+    mm_try=1 mn=$n mu=$u
+    if ! mm_ok "$n" "$u"; then
+      note "many mice $d: natra steady p99 $(g "$n" mm_steady_p99) ms vs upstream $(g "$u" mm_steady_p99) ms in run 1: measuring once more"
+      mm_try=2
+      QSCEN_MM_ONLY=1
+      if [ "$d" = egress ]; then
+        qscen natra qe qe "$QE_IP" "$QE_HV" egress >/tmp/qrows2
+      else
+        qscen natra qi qi "$QI_IP" "$QI_HV" ingress >/tmp/qrows2
+      fi
+      qscen upstream up up "$UP_IP" "$UP_HV" "$d" >>/tmp/qrows2
+      QSCEN_MM_ONLY=
+      cat /tmp/qrows2
+      mn=$(grep "lim=natra dir=$d " /tmp/qrows2 || true) mu=$(grep "lim=upstream dir=$d " /tmp/qrows2 || true)
+    fi
     # the gate: natra's steady-state many-mice p99 within MM_MARGIN of
     # upstream's (the first wave's figures beside it)
     check "many_mice_$d" "natra > 0 && up > 0 && natra <= $MM_MARGIN * up" \
-      natra="$(g "$n" mm_steady_p99)" up="$(g "$u" mm_steady_p99)" natra999="$(g "$n" mm_steady_p999)" \
-      up999="$(g "$u" mm_steady_p999)" all_p99="$(g "$n" mm_p99)" up_all_p99="$(g "$u" mm_p99)" \
-      first_p99="$(g "$n" mm_first_p99)" up_first_p99="$(g "$u" mm_first_p99)" \
-      margin="$MM_MARGIN" natra_rt="$(g "$n" mm_retrans)" up_rt="$(g "$u" mm_retrans)" \
-      natra_to="$(g "$n" mm_timeouts)" up_to="$(g "$u" mm_timeouts)" natra_drops="$(g "$n" mm_natra_drops)" \
-      wave_drops="$(g "$n" mm_wave_drops)" \
-      natra_qdisc_drops="$(g "$n" mm_qdisc_drops)" up_qdisc_drops="$(g "$u" mm_qdisc_drops)" \
-      natra_max1s="$(g "$n" mm_max1s)" up_max1s="$(g "$u" mm_max1s)"
+      natra="$(g "$mn" mm_steady_p99)" up="$(g "$mu" mm_steady_p99)" natra999="$(g "$mn" mm_steady_p999)" \
+      up999="$(g "$mu" mm_steady_p999)" all_p99="$(g "$mn" mm_p99)" up_all_p99="$(g "$mu" mm_p99)" \
+      first_p99="$(g "$mn" mm_first_p99)" up_first_p99="$(g "$mu" mm_first_p99)" \
+      margin="$MM_MARGIN" natra_rt="$(g "$mn" mm_retrans)" up_rt="$(g "$mu" mm_retrans)" \
+      natra_to="$(g "$mn" mm_timeouts)" up_to="$(g "$mu" mm_timeouts)" natra_drops="$(g "$mn" mm_natra_drops)" \
+      wave_drops="$(g "$mn" mm_wave_drops)" \
+      natra_qdisc_drops="$(g "$mn" mm_qdisc_drops)" up_qdisc_drops="$(g "$mu" mm_qdisc_drops)" \
+      natra_max1s="$(g "$mn" mm_max1s)" up_max1s="$(g "$mu" mm_max1s)" attempt=$mm_try
     check "eleph_mice_$d" 'unloaded > 0 && loaded > 0 && loaded <= 1.5 * unloaded' \
       loaded="$(g "$n" em_p99)" unloaded="$(g "$n" eu_p99)" up_loaded="$(g "$u" em_p99)" \
       up_unloaded="$(g "$u" eu_p99)" natra_rt="$(g "$n" em_retrans)" up_rt="$(g "$u" em_retrans)" \
