@@ -226,6 +226,7 @@ static __always_inline __u64 bucket_take_time(struct natra_bucket_state *b, __u6
  * and the refill is never counted twice (at most some of it is lost to the
  * full clamp). The add may leave the level above full for a moment; the
  * next refill clamps it (bucket_refilled_level compares before it adds).
+ * Each give-up is counted in cas_giveups (natra inspect, metrics).
  */
 static __always_inline enum natra_verdict bucket_charge(struct natra_bucket_state *b,
 							const struct natra_config *cfg, __u64 now,
@@ -252,6 +253,7 @@ static __always_inline enum natra_verdict bucket_charge(struct natra_bucket_stat
 	}
 	if (level != cur)
 		__sync_fetch_and_add(&b->level, level - cur);
+	__sync_fetch_and_add(&b->cas_giveups, 1);
 	*delay_ns = 0;
 	return NATRA_VERDICT_DROP;
 }

@@ -72,6 +72,13 @@ pub fn render(
         "Heavy ECN-capable packets that passed CE-marked.",
         &[],
     );
+    let giveups = counter(
+        &reg,
+        "natra_cas_giveups_total",
+        "Packets dropped because every compare-and-swap on the bucket's level lost to other \
+         CPUs charging the same direction (also in natra_packets_total{verdict=\"dropped\"}).",
+        &[],
+    );
     let malformed = counter(
         &reg,
         "natra_malformed_packets_total",
@@ -117,6 +124,9 @@ pub fn render(
             }
             paced.with_label_values(&labels).inc_by(n("paced_packets"));
             ce.with_label_values(&labels).inc_by(n("ce_marked_packets"));
+            giveups
+                .with_label_values(&labels)
+                .inc_by(entry["bucket"]["cas_giveups"].as_u64().unwrap_or(0));
             malformed
                 .with_label_values(&labels)
                 .inc_by(n("malformed_packets"));
@@ -190,7 +200,8 @@ mod tests {
                    "counters": {"passed_packets": 10, "passed_mouse_packets": 4,
                                 "passed_heavy_packets": 6, "dropped_packets": 3,
                                 "passed_mouse_bytes": 400, "passed_heavy_bytes": 6000,
-                                "dropped_bytes": 4500, "paced_packets": 2}},
+                                "dropped_bytes": 4500, "paced_packets": 2},
+                   "bucket": {"level": 0, "cas_giveups": 1}},
                  "pod_ingress": {"config": {"rate_bytes_per_sec": 0}}}})
     }
 
@@ -223,6 +234,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("natra_rate_bytes_per_second{"), "{text}");
+        assert!(
+            text.contains(r#"natra_cas_giveups_total{container_id="c1",direction="pod_egress",interface="eth0",namespace="team-a",pod="we\"b"} 1"#),
+            "{text}"
+        );
         assert!(
             !text.contains(r#"direction="pod_ingress""#),
             "unlimited direction: {text}"

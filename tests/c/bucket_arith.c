@@ -779,7 +779,7 @@ static void test_races(void)
 	cas_tries = 0;
 	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
 	CHECK(v == NATRA_VERDICT_PASS && cas_tries == 2 && b.last_ns == t + el &&
-		  b.level == lvl + other + refill - cost,
+		  b.level == lvl + other + refill - cost && b.cas_giveups == 0,
 	      "lost once: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
 	      (long long)b.level, (long long)(lvl + other + refill - cost));
 
@@ -806,7 +806,8 @@ static void test_races(void)
 	cas_tries = 0;
 	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
 	CHECK(v == NATRA_VERDICT_DROP && delay == 0 && cas_tries == NATRA_BUCKET_CAS_TRIES &&
-		  b.last_ns == t + el && b.level == lvl + NATRA_BUCKET_CAS_TRIES * other + refill,
+		  b.last_ns == t + el && b.level == lvl + NATRA_BUCKET_CAS_TRIES * other + refill &&
+		  b.cas_giveups == 1,
 	      "gave up: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
 	      (long long)b.level, (long long)(lvl + NATRA_BUCKET_CAS_TRIES * other + refill));
 

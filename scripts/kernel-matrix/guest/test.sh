@@ -568,7 +568,8 @@ qscen() {
   note "$_lim $_dir many mice: $(cat "/tmp/mm-$_id-$_dir"); retrans $_mrt timeouts $_mto natra drops $_nd1 ($_ndw in the first second) qdisc drops $_qd1 max1s $_mmax" >&2
   if [ "$_lim" = natra ]; then
     natra inspect --json | jq -c --arg id "$_id" --arg d "$_nd" \
-      '.[] | select(.containerId == $id) | .directions[$d].counters' | sed 's/^/    | counters: /' >&2
+      '.[] | select(.containerId == $id) | .directions[$d] | .counters + {cas_giveups: .bucket.cas_giveups}' |
+      sed 's/^/    | counters: /' >&2
   fi
   # an elephant plus light mice, then the same mice unloaded; measured
   # once more if the loaded p99 misses 1.5x the unloaded one or natra's
