@@ -237,8 +237,6 @@ static __always_inline enum natra_parse_result parse_ipv6(struct __sk_buff *skb,
 	return NATRA_PARSED_IP;
 }
 
-/* Fills pkt for any packet; the result says how far parsing got. Packets
- * that are not IP, or not parsable IP, get a key of their ethertype. */
 /* 1 for a TCP SYN or SYN-ACK (not a RST): a new connection's handshake,
  * whose sender's timer is TCP's initial RTO (1 s), not the 200 ms minimum;
  * else 0. Without a branch: a flag the verifier knows only as 0..1 keeps
@@ -248,6 +246,8 @@ static __always_inline int tcp_opens_flow(__u8 tcp_flags)
 	return (tcp_flags >> 1) & ~(tcp_flags >> 2) & 1;
 }
 
+/* Fills pkt for any packet; the result says how far parsing got. Packets
+ * that are not IP, or not parsable IP, get a key of their ethertype. */
 static __always_inline enum natra_parse_result parse_packet(struct __sk_buff *skb,
 							    struct natra_packet *pkt)
 {

@@ -166,6 +166,9 @@ pub fn reconcile(pins: &AttachmentPins) -> Result<Vec<Repair>> {
     // host veth (pod ingress). Put natra's back, sized for the direction's
     // running config as ADD sized it, where it was removed or replaced (a
     // Pod with NET_ADMIN can do that to its own interface).
+    if !rec.has(EDT) && !rec.has(EDT_INGRESS) {
+        return Ok(done);
+    }
     let config = pins.open_map(CONFIG_MAP)?;
     for (dir, edt, owns, repair) in [
         (Direction::PodEgress, EDT, OWNS_FQ, Repair::Refq),

@@ -195,14 +195,7 @@ fn edt_stamps_tstamp_with_the_delay_for_the_rate() {
 fn edt_paces_mice_within_their_horizon_and_marks_delayed_ect() {
     let skel = loaded();
     for dir in [Direction::PodEgress, Direction::PodIngress] {
-        let req = RequestedLimit {
-            rate_bits: 8_000_000,
-            burst_bits: 0,
-        };
-        let limits = pod_limits(req, req, &Tuning::default()).unwrap();
-        let p = dir.limit(&limits).unwrap().with_edt();
-        write_config(skel.maps.natra_cfg.as_fd(), dir, &p, &Placement::default())
-            .expect("write config");
+        let p = configure_edt(&skel, dir, 8_000_000);
         let pkt = ipv4_flow(40001, 7070);
         let cost = byte_ns(pkt.len());
         let per_packet_ns = pkt.len() as u64 * 1000; // 1 MB/s

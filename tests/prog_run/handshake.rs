@@ -1,12 +1,8 @@
 //! Handshakes with EDT: a SYN or SYN-ACK (its sender's timer is TCP's
 //! initial 1 s RTO, not the 200 ms minimum) is paced on past the mice
 //! horizon, to the handshake horizon, where a mouse's data is dropped.
-use std::os::fd::AsFd;
-
-use natra::dataplane::maps::write_config;
 use natra::dataplane::Direction;
-use natra::dataplane::Placement;
-use natra::limits::{pod_limits, RequestedLimit, Tuning, DEFAULT_HANDSHAKE_HORIZON_MS};
+use natra::limits::DEFAULT_HANDSHAKE_HORIZON_MS;
 
 use crate::edt::run_tstamp;
 use crate::packets::*;
@@ -34,18 +30,11 @@ const ACK: u8 = 0x10;
 fn a_handshake_waits_past_the_mice_horizon_where_data_is_dropped() {
     let skel = loaded();
     for dir in [Direction::PodEgress, Direction::PodIngress] {
-        let req = RequestedLimit {
-            rate_bits: 8_000_000,
-            burst_bits: 0,
-        };
-        let limits = pod_limits(req, req, &Tuning::default()).unwrap();
-        let p = dir.limit(&limits).unwrap().with_edt();
+        let p = configure_edt(&skel, dir, 8_000_000);
         assert_eq!(
             p.handshake_horizon_ns,
             DEFAULT_HANDSHAKE_HORIZON_MS * 1_000_000
         );
-        write_config(skel.maps.natra_cfg.as_fd(), dir, &p, &Placement::default())
-            .expect("write config");
         let mice_floor = -((p.edt_debt_bytes * NSEC_PER_SEC) as i64);
         // the level at which a packet of `len` bytes waits `ms` (1 MB/s)
         let at = |len: usize, ms: i64| mice_floor + byte_ns(len) - ms * 1_000_000 * 1_000_000;

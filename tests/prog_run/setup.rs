@@ -8,7 +8,7 @@ use natra::dataplane::skeleton::types::natra_bucket_state;
 use natra::dataplane::skeleton::NatraSkel;
 use natra::dataplane::Direction;
 use natra::dataplane::Placement;
-use natra::limits::{bucket_params, BucketParams, RequestedLimit};
+use natra::limits::{bucket_params, pod_limits, BucketParams, RequestedLimit, Tuning};
 
 use crate::common;
 
@@ -49,6 +49,20 @@ pub fn params(rate_bits: u64) -> BucketParams {
 
 pub fn configure(skel: &NatraSkel<'_>, dir: Direction, rate_bits: u64) -> BucketParams {
     let p = params(rate_bits);
+    write_config(skel.maps.natra_cfg.as_fd(), dir, &p, &Placement::default())
+        .expect("write config");
+    p
+}
+
+/// The direction at `rate_bits` as a Pod gets it with EDT on (its
+/// horizons and debts, `with_edt`), written to the config map.
+pub fn configure_edt(skel: &NatraSkel<'_>, dir: Direction, rate_bits: u64) -> BucketParams {
+    let req = RequestedLimit {
+        rate_bits,
+        burst_bits: 0,
+    };
+    let limits = pod_limits(req, req, &Tuning::default()).expect("valid rate");
+    let p = dir.limit(&limits).expect("limited").with_edt();
     write_config(skel.maps.natra_cfg.as_fd(), dir, &p, &Placement::default())
         .expect("write config");
     p

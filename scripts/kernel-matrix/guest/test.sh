@@ -576,14 +576,15 @@ qscen() {
   # wire misses the cap's +-2% or its max 1 s 1.05x (TCG stalls
   # land on one run's mice only: see the mice check above). Not when
   # QSCEN_MM_ONLY is set (a many-mice miss measured once more).
+  _mmrow="mm_p99=$(pctl p99 "/tmp/mm-$_id-$_dir") mm_p999=$(pctl p999 "/tmp/mm-$_id-$_dir")"
+  _mmrow="$_mmrow mm_n=$(sed -n 's/.* n=\([0-9]*\).*/\1/p' "/tmp/mm-$_id-$_dir")"
+  _mmrow="$_mmrow mm_steady_p99=$(pctl steady_p99 "/tmp/mm-$_id-$_dir") mm_steady_p999=$(pctl steady_p999 "/tmp/mm-$_id-$_dir")"
+  _mmrow="$_mmrow mm_first_p99=$(pctl first_p99 "/tmp/mm-$_id-$_dir") mm_first_max=$(pctl first_max "/tmp/mm-$_id-$_dir")"
+  _mmrow="$_mmrow mm_retrans=$_mrt mm_timeouts=$_mto mm_natra_drops=$_nd1 mm_wave_drops=$_ndw mm_qdisc_drops=$_qd1 mm_max1s=$_mmax"
   if [ -n "${QSCEN_MM_ONLY:-}" ]; then
     kill $_srvp
     wait $_srvp 2>/dev/null || true
-    echo "NATRA-ROW kernel=$K lim=$_lim dir=$_dir try=2 mm_p99=$(pctl p99 "/tmp/mm-$_id-$_dir")" \
-      "mm_p999=$(pctl p999 "/tmp/mm-$_id-$_dir") mm_n=$(sed -n 's/.* n=\([0-9]*\).*/\1/p' "/tmp/mm-$_id-$_dir")" \
-      "mm_steady_p99=$(pctl steady_p99 "/tmp/mm-$_id-$_dir") mm_steady_p999=$(pctl steady_p999 "/tmp/mm-$_id-$_dir")" \
-      "mm_first_p99=$(pctl first_p99 "/tmp/mm-$_id-$_dir") mm_first_max=$(pctl first_max "/tmp/mm-$_id-$_dir")" \
-      "mm_retrans=$_mrt mm_timeouts=$_mto mm_natra_drops=$_nd1 mm_wave_drops=$_ndw mm_qdisc_drops=$_qd1 mm_max1s=$_mmax"
+    echo "NATRA-ROW kernel=$K lim=$_lim dir=$_dir try=2 $_mmrow"
     return 0
   fi
   for _try in 1 2; do
@@ -618,11 +619,7 @@ qscen() {
   kill $_srvp
   wait $_srvp 2>/dev/null || true
   note "$_lim $_dir elephant+mice: loaded $(cat "/tmp/em-$_id-$_dir"); unloaded $(cat "/tmp/eu-$_id-$_dir"); wire $_ewire max1s $_emax" >&2
-  echo "NATRA-ROW kernel=$K lim=$_lim dir=$_dir mm_p99=$(pctl p99 "/tmp/mm-$_id-$_dir")" \
-    "mm_p999=$(pctl p999 "/tmp/mm-$_id-$_dir") mm_n=$(sed -n 's/.* n=\([0-9]*\).*/\1/p' "/tmp/mm-$_id-$_dir")" \
-    "mm_steady_p99=$(pctl steady_p99 "/tmp/mm-$_id-$_dir") mm_steady_p999=$(pctl steady_p999 "/tmp/mm-$_id-$_dir")" \
-    "mm_first_p99=$(pctl first_p99 "/tmp/mm-$_id-$_dir") mm_first_max=$(pctl first_max "/tmp/mm-$_id-$_dir")" \
-    "mm_retrans=$_mrt mm_timeouts=$_mto mm_natra_drops=$_nd1 mm_wave_drops=$_ndw mm_qdisc_drops=$_qd1 mm_max1s=$_mmax" \
+  echo "NATRA-ROW kernel=$K lim=$_lim dir=$_dir $_mmrow" \
     "em_p99=$(pctl p99 "/tmp/em-$_id-$_dir") eu_p99=$(pctl p99 "/tmp/eu-$_id-$_dir")" \
     "em_retrans=$_ert em_timeouts=$_eto em_wire=$_ewire em_max1s=$_emax em_try=$_try"
 }
