@@ -757,14 +757,17 @@ static void test_clock_backwards(void)
 }
 
 /* Races, one thread: another CPU's charge lands right before the level's
- * CAS. Lost once: the charge is decided again on the new level, with the
- * same refill (the time slice is taken once). Lost every time: dropped,
- * uncharged, the refill added. Another CPU took the time slice first: no
- * refill now, and the slice is left for the next packet. */
+ * CAS. Lost: the charge is committed with an atomic add (its refill taken
+ * once) and decided again on the level the add met: still fits, it stays
+ * charged, paced by that level; no longer fits, its cost is given back and
+ * it is dropped; a drop stays a drop (its refill added). Another CPU took
+ * the time slice first: no refill now, and the slice is left for the next
+ * packet. */
 static void test_races(void)
 {
 	struct natra_config c = config_for(100000000ULL, 0); /* 12.5 MB/s */
-	const __u64 t = 1000000000000ULL, el = 1000;	     /* 1 us: 12.5 B */
+	struct natra_config e = config_edt(100000000ULL, 0);
+	const __u64 t = 1000000000000ULL, el = 1000; /* 1 us: 12.5 B */
 	const __s64 other = -bns(100), cost = bns(1500);
 	__s64 lvl = full_of(&c) / 2, refill = (__s64)(el * c.rate_bytes_per_sec);
 	struct natra_bucket_state b;
@@ -778,13 +781,13 @@ static void test_races(void)
 	interfere_by = other;
 	cas_tries = 0;
 	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
-	CHECK(v == NATRA_VERDICT_PASS && cas_tries == 2 && b.last_ns == t + el &&
-		  b.level == lvl + other + refill - cost && b.cas_giveups == 0,
-	      "lost once: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
+	CHECK(v == NATRA_VERDICT_PASS && cas_tries == 1 && b.last_ns == t + el &&
+		  b.level == lvl + other + refill - cost && b.cas_giveups == 1,
+	      "lost, still fits: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
 	      (long long)b.level, (long long)(lvl + other + refill - cost));
 
-	/* a decision that flips on the retry: the other CPU took the last of
-	 * the heavy layer */
+	/* a decision that flips: the other CPU took the last of the heavy
+	 * layer, so the charge is given back */
 	memset(&b, 0, sizeof(b));
 	b.level =
 	    (__s64)(c.mice_reserve_bytes + c.ecn_band_bytes) * (__s64)NATRA_NSEC_PER_SEC + cost;
@@ -794,22 +797,49 @@ static void test_races(void)
 	interfere_by = -1;
 	cas_tries = 0;
 	v = bucket_charge(&b, &c, t, 1500, NATRA_CLASS_HEAVY, 0, 0, &delay);
-	CHECK(v == NATRA_VERDICT_DROP && cas_tries == 1 && b.level == lvl - 1,
+	CHECK(v == NATRA_VERDICT_DROP && cas_tries == 1 && b.level == lvl - 1 && b.cas_giveups == 1,
 	      "flipped: verdict %d after %lu CAS, level %lld", v, cas_tries, (long long)b.level);
 
+	/* with EDT: a mouse that would have passed unpaced at the mice floor
+	 * is paced by what the other CPU took below it */
 	memset(&b, 0, sizeof(b));
-	lvl = full_of(&c) / 2;
+	b.level = -(__s64)(e.edt_debt_bytes * NATRA_NSEC_PER_SEC) + cost;
+	b.last_ns = UINT64_MAX;
+	lvl = b.level;
+	interfere_n = 1;
+	interfere_by = -bns(12500); /* 1 ms of the rate */
+	v = bucket_charge(&b, &e, t, 1500, NATRA_CLASS_MOUSE, 0, 1, &delay);
+	CHECK(v == NATRA_VERDICT_PACE && delay == 1000000 && b.level == lvl - bns(12500) - cost,
+	      "paced by the level met: verdict %d delay %llu level %lld", v, delay,
+	      (long long)b.level);
+
+	/* ... and dropped, its cost given back, when that is past the mice
+	 * horizon */
+	memset(&b, 0, sizeof(b));
+	b.level = floor_of(&e) + cost;
+	b.last_ns = UINT64_MAX;
+	lvl = b.level;
+	interfere_n = 1;
+	interfere_by = other;
+	v = bucket_charge(&b, &e, t, 1500, NATRA_CLASS_MOUSE, 0, 1, &delay);
+	CHECK(v == NATRA_VERDICT_DROP && b.level == lvl + other,
+	      "past the horizon at the level met: verdict %d level %lld want %lld", v,
+	      (long long)b.level, (long long)(lvl + other));
+
+	/* a drop decided on a stale level stays a drop; its refill is added */
+	memset(&b, 0, sizeof(b));
+	lvl = cost / 2;
 	b.level = lvl;
 	b.last_ns = t;
-	interfere_n = NATRA_BUCKET_CAS_TRIES;
+	interfere_n = 1;
 	interfere_by = other;
 	cas_tries = 0;
 	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
-	CHECK(v == NATRA_VERDICT_DROP && delay == 0 && cas_tries == NATRA_BUCKET_CAS_TRIES &&
-		  b.last_ns == t + el && b.level == lvl + NATRA_BUCKET_CAS_TRIES * other + refill &&
-		  b.cas_giveups == 1,
-	      "gave up: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
-	      (long long)b.level, (long long)(lvl + NATRA_BUCKET_CAS_TRIES * other + refill));
+	CHECK(v == NATRA_VERDICT_DROP && delay == 0 && cas_tries == 1 && b.last_ns == t + el &&
+		  b.level == lvl + other + refill && b.cas_giveups == 1,
+	      "stale drop: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
+	      (long long)b.level, (long long)(lvl + other + refill));
+	lvl = full_of(&c) / 2;
 
 	/* the slice was taken: last_ns moved on under us, no refill now */
 	memset(&b, 0, sizeof(b));
@@ -844,7 +874,7 @@ static void test_races(void)
  * order) and offers twice the rate in all. Whatever interleaving the
  * machine produces, what passes stays within rate x t + burst (+ D), the
  * level stays within [floor, full], and the refills add up to exactly the
- * elapsed time when nothing was clamped or given up. */
+ * elapsed time when nothing was clamped. */
 struct hammer {
 	struct natra_bucket_state *b;
 	const struct natra_config *c;
