@@ -73,8 +73,8 @@ awk '{ k = $2; sub("kernel=", "", k); n = $3; sub("name=", "", n)
            r(v[k, "ingress_rate", "wire"]), pass[k], fail[k] } }' "$OUT/results.txt"
 # Queues both ways (guest/test.sh, section 5): natra beside upstream, per
 # kernel and direction. mm: many mice (closed-loop clients): p99/p99.9 ms
-# of the steady state (the gate), p99 of all, p99 of the first wave (the
-# clients' synchronised start, an incast), TCP retransmissions/timeouts of
+# of the steady state and p99 of all (the gate: both), p99 of the first
+# wave (the clients' synchronised start, an incast), TCP retransmissions/timeouts of
 # the replies' sender, drops by natra (in the first second) and by the
 # qdiscs, max 1 s over the cap; em/eu: light mice's p99 ms under an
 # elephant / unloaded; wire: the elephant run's steady rate over the cap.

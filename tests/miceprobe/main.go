@@ -13,7 +13,9 @@
 //
 // clients runs CLIENTS closed-loop clients, each fetching mice back to back
 // for SECONDS (the many-mice overload of the kernel matrix), and prints
-// "mice addr=A n=N errors=E p50_ms=X p99_ms=Y p999_ms=Z max_ms=W".
+// "mice addr=A n=N errors=E p50_ms=X p99_ms=Y p999_ms=Z max_ms=W ..."; on
+// stderr, each client's first mouse as start/connected/first byte/done ms
+// since the start (the first wave's timeline).
 //
 // run sends COUNT mice to each address, one every INTERVAL_MS per address;
 // with several addresses their mice alternate on one schedule (A B A B ...),
@@ -57,20 +59,34 @@ func serve(addr string) error {
 }
 
 func mouse(addr string) (time.Duration, error) {
+	var at [3]time.Time
+	return mouseAt(addr, &at)
+}
+
+// mouseAt is mouse, noting when it connected (its SYN-ACK came), when the
+// first reply byte came and when the last did.
+func mouseAt(addr string, at *[3]time.Time) (time.Duration, error) {
 	t0 := time.Now()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		return 0, err
 	}
 	defer c.Close()
+	at[0] = time.Now()
 	c.SetDeadline(t0.Add(10 * time.Second))
 	if _, err := c.Write([]byte{'?'}); err != nil {
 		return 0, err
 	}
 	buf := make([]byte, replyBytes)
-	if _, err := io.ReadFull(c, buf); err != nil {
+	n, err := c.Read(buf)
+	if err != nil {
 		return 0, err
 	}
+	at[1] = time.Now()
+	if _, err := io.ReadFull(c, buf[n:]); err != nil {
+		return 0, err
+	}
+	at[2] = time.Now()
 	return time.Since(t0), nil
 }
 
@@ -127,16 +143,22 @@ func clients(addr string, n int, d time.Duration) error {
 		first  []float64 // mice started within the first wave
 		steady []float64 // every later one
 		errs   int
+		trace  string // its first mouse: start/connected/first byte/done ms
 	}
 	out := make(chan res, n)
 	start := time.Now()
 	end := start.Add(d)
+	ms := func(t time.Time) float64 { return float64(t.Sub(start).Microseconds()) / 1000 }
 	for i := 0; i < n; i++ {
 		go func() {
 			var r res
 			for time.Now().Before(end) {
 				t0 := time.Now()
-				t, err := mouse(addr)
+				var at [3]time.Time
+				t, err := mouseAt(addr, &at)
+				if r.trace == "" && err == nil {
+					r.trace = fmt.Sprintf("%.1f/%.1f/%.1f/%.1f", ms(t0), ms(at[0]), ms(at[1]), ms(at[2]))
+				}
 				if err != nil {
 					r.errs++
 					continue
@@ -152,13 +174,23 @@ func clients(addr string, n int, d time.Duration) error {
 		}()
 	}
 	var first, steady []float64
+	var traces []string
 	errs := 0
 	for i := 0; i < n; i++ {
 		r := <-out
 		first = append(first, r.first...)
 		steady = append(steady, r.steady...)
 		errs += r.errs
+		traces = append(traces, r.trace)
 	}
+	// the first wave, mouse by mouse, to stderr: when each client's first
+	// mouse started, connected (its SYN-ACK), got its first and last byte
+	sort.Slice(traces, func(i, j int) bool {
+		a, _ := strconv.ParseFloat(strings.Split(traces[i]+"/", "/")[0], 64)
+		b, _ := strconv.ParseFloat(strings.Split(traces[j]+"/", "/")[0], 64)
+		return a < b
+	})
+	fmt.Fprintln(os.Stderr, "first wave (start/connected/first byte/done ms):", strings.Join(traces, " "))
 	all := append(append([]float64{}, first...), steady...)
 	if len(all) == 0 {
 		fmt.Printf("mice addr=%s n=0 errors=%d\n", addr, errs)

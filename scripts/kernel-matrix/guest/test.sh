@@ -481,8 +481,9 @@ done
 # MM_CLIENTS initial windows, ~240 ms of the rate at once, more than
 # natra's burst + debt + mice horizon of 220 ms, so natra drops its tail
 # while upstream's 500 ms burst passes it) and the steady state after it.
-# The gate is on the steady state; the first wave's p99 and natra's drops
-# in the first second are printed beside it.
+# The gate is on all mice and on the steady state alike; the first wave's
+# p99, natra's drops in the first second and each client's first mouse
+# (start, connected, first and last byte) are printed beside it.
 MM_CLIENTS=${MM_CLIENTS:-40} MM_SECS=${MM_SECS:-5} MM_MARGIN=${MM_MARGIN:-1.2}
 UPBW="{\"ingressRate\":$CAP,\"ingressBurst\":$((CAP / 2)),\"egressRate\":$CAP,\"egressBurst\":$((CAP / 2))}"
 cat >/tmp/up.conflist <<EOF
@@ -554,7 +555,8 @@ qscen() {
   (sleep 1; ndrops "$_id" "$_nd" >"/tmp/d1-$_id-$_dir") &
   _d1p=$!
   timeout $((MM_SECS + 30)) /usr/sbin/ip netns exec "$_cns" miceprobe clients "$_saddr:7071" "$MM_CLIENTS" "$MM_SECS" \
-    >"/tmp/mm-$_id-$_dir" 2>/dev/null || true
+    >"/tmp/mm-$_id-$_dir" 2>"/tmp/mmw-$_id-$_dir" || true
+  note "$_lim $_dir $(grep -h '^first wave' "/tmp/mmw-$_id-$_dir")" >&2
   _t1=$(now)
   sleep 0.6
   kill $_smp
@@ -580,11 +582,11 @@ qscen() {
   # again (up to 3 runs) if the loaded p99 misses 1.5x the unloaded one
   # or natra's wire misses the cap's +-2% or its max 1 s 1.05x (TCG
   # stalls land on one run's mice only: see the mice check above). Not
-  # when QSCEN_MM_ONLY is set (a many-mice miss measured once more).
+  # when QSCEN_MM_ONLY is set (a many-mice miss measured again: the try).
   if [ -n "${QSCEN_MM_ONLY:-}" ]; then
     kill $_srvp
     wait $_srvp 2>/dev/null || true
-    echo "NATRA-ROW kernel=$K lim=$_lim dir=$_dir try=2 $_mmrow"
+    echo "NATRA-ROW kernel=$K lim=$_lim dir=$_dir try=$QSCEN_MM_ONLY $_mmrow"
     return 0
   fi
   for _try in 1 2 3; do
@@ -653,21 +655,22 @@ if [ $qok = 1 ]; then
   cat $qrows
   g() { echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"; }
   mm_ok() { # NATRA_ROW UPSTREAM_ROW: the many-mice gate holds?
-    awk -v n="$(g "$1" mm_steady_p99)" -v u="$(g "$2" mm_steady_p99)" -v m="$MM_MARGIN" \
-      'BEGIN { exit !(n > 0 && u > 0 && n <= m * u) }'
+    awk -v n="$(g "$1" mm_steady_p99)" -v u="$(g "$2" mm_steady_p99)" \
+      -v na="$(g "$1" mm_p99)" -v ua="$(g "$2" mm_p99)" -v m="$MM_MARGIN" \
+      'BEGIN { exit !(n > 0 && u > 0 && n <= m * u && na > 0 && ua > 0 && na <= m * ua) }'
   }
   for d in egress ingress; do
     n=$(grep "lim=natra dir=$d " $qrows || true) u=$(grep "lim=upstream dir=$d " $qrows || true)
-    # Under TCG one run in several swings by tens of percent (a stall, an
-    # incast that bunches): a miss is measured once more, natra and
-    # upstream side by side again, and that run decides. A regression
-    # misses both.
+    # Under TCG one run in several swings by tens of percent (a stall, a
+    # first wave that bunches: about 1 direction-run in 10 here): a miss
+    # is measured again, natra and upstream side by side, up to 3 runs,
+    # and the last decides. A regression misses all three.
     # (many mice only: the elephant-plus-mice checks keep run 1's rows)
     mm_try=1 mn=$n mu=$u
-    if ! mm_ok "$n" "$u"; then
-      note "many mice $d: natra steady p99 $(g "$n" mm_steady_p99) ms vs upstream $(g "$u" mm_steady_p99) ms in run 1: measuring once more"
-      mm_try=2
-      QSCEN_MM_ONLY=1
+    while ! mm_ok "$mn" "$mu" && [ $mm_try -lt 3 ]; do
+      note "many mice $d: natra p99 $(g "$mn" mm_p99) ms (steady $(g "$mn" mm_steady_p99)) vs upstream $(g "$mu" mm_p99) ($(g "$mu" mm_steady_p99)) in run $mm_try: measuring again"
+      mm_try=$((mm_try + 1))
+      QSCEN_MM_ONLY=$mm_try
       if [ "$d" = egress ]; then
         qscen natra qe qe "$QE_IP" "$QE_HV" egress >/tmp/qrows2
       else
@@ -677,10 +680,10 @@ if [ $qok = 1 ]; then
       QSCEN_MM_ONLY=
       cat /tmp/qrows2
       mn=$(grep "lim=natra dir=$d " /tmp/qrows2 || true) mu=$(grep "lim=upstream dir=$d " /tmp/qrows2 || true)
-    fi
-    # the gate: natra's steady-state many-mice p99 within MM_MARGIN of
-    # upstream's (the first wave's figures beside it)
-    check "many_mice_$d" "natra > 0 && up > 0 && natra <= $MM_MARGIN * up" \
+    done
+    # the gate: natra's many-mice p99 within MM_MARGIN of upstream's, over
+    # all mice and over the steady state (the first wave's figures beside)
+    check "many_mice_$d" "natra > 0 && up > 0 && natra <= $MM_MARGIN * up && all_p99 > 0 && up_all_p99 > 0 && all_p99 <= $MM_MARGIN * up_all_p99" \
       natra="$(g "$mn" mm_steady_p99)" up="$(g "$mu" mm_steady_p99)" natra999="$(g "$mn" mm_steady_p999)" \
       up999="$(g "$mu" mm_steady_p999)" all_p99="$(g "$mn" mm_p99)" up_all_p99="$(g "$mu" mm_p99)" \
       first_p99="$(g "$mn" mm_first_p99)" up_first_p99="$(g "$mu" mm_first_p99)" \
