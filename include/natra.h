@@ -104,7 +104,7 @@ struct natra_bucket_state {
 	__u64 heavy_seen_prev; /* the same for the previous epoch */
 	__u64 clock_jiffies;   /* jiffy in which clock_ns was read (0: none yet) */
 	__u64 clock_ns;	       /* bpf_ktime_get_coarse_ns() read in that jiffy */
-	__u64 cas_giveups;     /* charges whose CAS on the level lost: committed by add */
+	__u64 cas_giveups;     /* charges whose every CAS on the level lost: committed by add */
 };
 
 /* Per-CPU counters of one direction. Every packet the program handles lands

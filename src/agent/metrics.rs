@@ -75,9 +75,10 @@ pub fn render(
     let giveups = counter(
         &reg,
         "natra_cas_giveups_total",
-        "Charges whose compare-and-swap on the bucket's level lost to another CPU charging the \
-         same direction; each was committed with an atomic add and decided again on the level \
-         it met (a packet that no longer fit is in natra_packets_total{verdict=\"dropped\"}).",
+        "Charges whose every compare-and-swap on the bucket's level lost to other CPUs \
+         charging the same direction; each was committed with an atomic add and decided again \
+         on the level it met (a packet that no longer fit is in \
+         natra_packets_total{verdict=\"dropped\"}).",
         &[],
     );
     let malformed = counter(

@@ -757,8 +757,9 @@ static void test_clock_backwards(void)
 }
 
 /* Races, one thread: another CPU's charge lands right before the level's
- * CAS. Lost: the charge is committed with an atomic add (its refill taken
- * once) and decided again on the level the add met: still fits, it stays
+ * CAS. Lost once: decided again on the new level, with the same refill (the
+ * time slice is taken once). Lost every time: committed with an atomic add
+ * and decided again on the level the add met: still fits, it stays
  * charged, paced by that level; no longer fits, its cost is given back and
  * it is dropped; a drop stays a drop (its refill added). Another CPU took
  * the time slice first: no refill now, and the slice is left for the next
@@ -774,6 +775,7 @@ static void test_races(void)
 	enum natra_verdict v;
 	__u64 delay;
 
+	/* lost once: decided again on the new level, with the same refill */
 	memset(&b, 0, sizeof(b));
 	b.level = lvl;
 	b.last_ns = t;
@@ -781,13 +783,13 @@ static void test_races(void)
 	interfere_by = other;
 	cas_tries = 0;
 	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
-	CHECK(v == NATRA_VERDICT_PASS && cas_tries == 1 && b.last_ns == t + el &&
-		  b.level == lvl + other + refill - cost && b.cas_giveups == 1,
-	      "lost, still fits: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
+	CHECK(v == NATRA_VERDICT_PASS && cas_tries == 2 && b.last_ns == t + el &&
+		  b.level == lvl + other + refill - cost && b.cas_giveups == 0,
+	      "lost once: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
 	      (long long)b.level, (long long)(lvl + other + refill - cost));
 
-	/* a decision that flips: the other CPU took the last of the heavy
-	 * layer, so the charge is given back */
+	/* a decision that flips on the retry: the other CPU took the last of
+	 * the heavy layer */
 	memset(&b, 0, sizeof(b));
 	b.level =
 	    (__s64)(c.mice_reserve_bytes + c.ecn_band_bytes) * (__s64)NATRA_NSEC_PER_SEC + cost;
@@ -797,48 +799,68 @@ static void test_races(void)
 	interfere_by = -1;
 	cas_tries = 0;
 	v = bucket_charge(&b, &c, t, 1500, NATRA_CLASS_HEAVY, 0, 0, &delay);
-	CHECK(v == NATRA_VERDICT_DROP && cas_tries == 1 && b.level == lvl - 1 && b.cas_giveups == 1,
+	CHECK(v == NATRA_VERDICT_DROP && cas_tries == 1 && b.level == lvl - 1 && b.cas_giveups == 0,
 	      "flipped: verdict %d after %lu CAS, level %lld", v, cas_tries, (long long)b.level);
 
-	/* with EDT: a mouse that would have passed unpaced at the mice floor
-	 * is paced by what the other CPU took below it */
+	/* Lost every try: committed with an add and decided again on the
+	 * level the add met. Still fits: charged, with the refill once. */
+	memset(&b, 0, sizeof(b));
+	lvl = full_of(&c) / 2;
+	b.level = lvl;
+	b.last_ns = t;
+	interfere_n = NATRA_BUCKET_CAS_TRIES;
+	interfere_by = other;
+	cas_tries = 0;
+	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
+	CHECK(
+	    v == NATRA_VERDICT_PASS && cas_tries == NATRA_BUCKET_CAS_TRIES && b.last_ns == t + el &&
+		b.level == lvl + NATRA_BUCKET_CAS_TRIES * other + refill - cost &&
+		b.cas_giveups == 1,
+	    "gave up, still fits: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
+	    (long long)b.level, (long long)(lvl + NATRA_BUCKET_CAS_TRIES * other + refill - cost));
+
+	/* with EDT: paced by the level the add met (here 1 ms of the rate
+	 * lower than the last try saw) */
 	memset(&b, 0, sizeof(b));
 	b.level = -(__s64)(e.edt_debt_bytes * NATRA_NSEC_PER_SEC) + cost;
 	b.last_ns = UINT64_MAX;
 	lvl = b.level;
-	interfere_n = 1;
+	interfere_n = NATRA_BUCKET_CAS_TRIES;
 	interfere_by = -bns(12500); /* 1 ms of the rate */
 	v = bucket_charge(&b, &e, t, 1500, NATRA_CLASS_MOUSE, 0, 1, &delay);
-	CHECK(v == NATRA_VERDICT_PACE && delay == 1000000 && b.level == lvl - bns(12500) - cost,
+	CHECK(v == NATRA_VERDICT_PACE && delay == NATRA_BUCKET_CAS_TRIES * 1000000ULL &&
+		  b.level == lvl - NATRA_BUCKET_CAS_TRIES * bns(12500) - cost && b.cas_giveups == 1,
 	      "paced by the level met: verdict %d delay %llu level %lld", v, delay,
 	      (long long)b.level);
 
-	/* ... and dropped, its cost given back, when that is past the mice
-	 * horizon */
+	/* ... and no longer fitting there (past the mice horizon): its cost
+	 * given back, dropped */
 	memset(&b, 0, sizeof(b));
-	b.level = floor_of(&e) + cost;
+	b.level = floor_of(&e) + cost + bns(150);
 	b.last_ns = UINT64_MAX;
 	lvl = b.level;
-	interfere_n = 1;
+	interfere_n = NATRA_BUCKET_CAS_TRIES;
 	interfere_by = other;
 	v = bucket_charge(&b, &e, t, 1500, NATRA_CLASS_MOUSE, 0, 1, &delay);
-	CHECK(v == NATRA_VERDICT_DROP && b.level == lvl + other,
-	      "past the horizon at the level met: verdict %d level %lld want %lld", v,
-	      (long long)b.level, (long long)(lvl + other));
+	CHECK(v == NATRA_VERDICT_DROP && delay == 0 &&
+		  b.level == lvl + NATRA_BUCKET_CAS_TRIES * other && b.cas_giveups == 1,
+	      "gave up, past the horizon at the level met: verdict %d level %lld want %lld", v,
+	      (long long)b.level, (long long)(lvl + NATRA_BUCKET_CAS_TRIES * other));
 
-	/* a drop decided on a stale level stays a drop; its refill is added */
+	/* a drop decided in the last try stays a drop; its refill is added */
 	memset(&b, 0, sizeof(b));
 	lvl = cost / 2;
 	b.level = lvl;
 	b.last_ns = t;
-	interfere_n = 1;
+	interfere_n = NATRA_BUCKET_CAS_TRIES;
 	interfere_by = other;
 	cas_tries = 0;
 	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
-	CHECK(v == NATRA_VERDICT_DROP && delay == 0 && cas_tries == 1 && b.last_ns == t + el &&
-		  b.level == lvl + other + refill && b.cas_giveups == 1,
-	      "stale drop: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
-	      (long long)b.level, (long long)(lvl + other + refill));
+	CHECK(v == NATRA_VERDICT_DROP && delay == 0 && cas_tries == NATRA_BUCKET_CAS_TRIES &&
+		  b.last_ns == t + el && b.level == lvl + NATRA_BUCKET_CAS_TRIES * other + refill &&
+		  b.cas_giveups == 1,
+	      "gave up on a drop: verdict %d after %lu CAS, level %lld want %lld", v, cas_tries,
+	      (long long)b.level, (long long)(lvl + NATRA_BUCKET_CAS_TRIES * other + refill));
 	lvl = full_of(&c) / 2;
 
 	/* the slice was taken: last_ns moved on under us, no refill now */
