@@ -40,7 +40,7 @@
  *  - level: read, refill by the slice, decide the layer, CAS(level, old,
  *    new); on a lost race, again (NATRA_BUCKET_CAS_TRIES in all); when
  *    every try lost, an atomic add, checked against the level it met (see
- *    bucket_charge): a packet is never dropped for losing races alone.
+ *    bucket_charge): a packet that fits that level is not dropped.
  * With one CPU this is exactly the old locked step, so the host harness
  * checks it against 128-bit references unchanged.
  */

@@ -74,13 +74,13 @@ awk '{ k = $2; sub("kernel=", "", k); n = $3; sub("name=", "", n)
 # Queues both ways (guest/test.sh, section 5): natra beside upstream, per
 # kernel and direction. mm: many mice (closed-loop clients): p99/p99.9 ms
 # of the steady state and p99 of all (the gate: both), p99 of the first
-# wave (the clients' synchronised start, an incast), TCP retransmissions/timeouts of
+# wave (the clients' synchronised start), TCP retransmissions/timeouts of
 # the replies' sender, drops by natra (in the first second) and by the
 # qdiscs, max 1 s over the cap; em/eu: light mice's p99 ms under an
 # elephant / unloaded; wire: the elephant run's steady rate over the cap.
 # A direction whose many-mice gate missed in its first run was measured
-# twice (natra and upstream both, many mice only): both runs are listed,
-# the second (no elephant figures) decided.
+# again, up to 3 runs (natra and upstream both, many mice only): every
+# run is listed, the last (no elephant figures) decided.
 if [ -s "$OUT/queue-rows.txt" ]; then
   echo
   awk '{ for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }

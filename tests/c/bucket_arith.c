@@ -764,6 +764,18 @@ static void test_clock_backwards(void)
  * it is dropped; a drop stays a drop (its refill added). Another CPU took
  * the time slice first: no refill now, and the slice is left for the next
  * packet. */
+/* A bucket state at `level` whose refill clock is `last_ns`, with the next
+ * `n` level CASes losing to another CPU's charge of `by`. */
+static void race_setup(struct natra_bucket_state *b, __s64 level, __u64 last_ns, int n, __s64 by)
+{
+	memset(b, 0, sizeof(*b));
+	b->level = level;
+	b->last_ns = last_ns;
+	interfere_n = n;
+	interfere_by = by;
+	cas_tries = 0;
+}
+
 static void test_races(void)
 {
 	struct natra_config c = config_for(100000000ULL, 0); /* 12.5 MB/s */
@@ -776,12 +788,7 @@ static void test_races(void)
 	__u64 delay;
 
 	/* lost once: decided again on the new level, with the same refill */
-	memset(&b, 0, sizeof(b));
-	b.level = lvl;
-	b.last_ns = t;
-	interfere_n = 1;
-	interfere_by = other;
-	cas_tries = 0;
+	race_setup(&b, lvl, t, 1, other);
 	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
 	CHECK(v == NATRA_VERDICT_PASS && cas_tries == 2 && b.last_ns == t + el &&
 		  b.level == lvl + other + refill - cost && b.cas_giveups == 0,
@@ -790,27 +797,16 @@ static void test_races(void)
 
 	/* a decision that flips on the retry: the other CPU took the last of
 	 * the heavy layer */
-	memset(&b, 0, sizeof(b));
-	b.level =
-	    (__s64)(c.mice_reserve_bytes + c.ecn_band_bytes) * (__s64)NATRA_NSEC_PER_SEC + cost;
-	b.last_ns = UINT64_MAX;
-	lvl = b.level;
-	interfere_n = 1;
-	interfere_by = -1;
-	cas_tries = 0;
+	lvl = (__s64)(c.mice_reserve_bytes + c.ecn_band_bytes) * (__s64)NATRA_NSEC_PER_SEC + cost;
+	race_setup(&b, lvl, UINT64_MAX, 1, -1);
 	v = bucket_charge(&b, &c, t, 1500, NATRA_CLASS_HEAVY, 0, 0, &delay);
 	CHECK(v == NATRA_VERDICT_DROP && cas_tries == 1 && b.level == lvl - 1 && b.cas_giveups == 0,
 	      "flipped: verdict %d after %lu CAS, level %lld", v, cas_tries, (long long)b.level);
 
 	/* Lost every try: committed with an add and decided again on the
 	 * level the add met. Still fits: charged, with the refill once. */
-	memset(&b, 0, sizeof(b));
 	lvl = full_of(&c) / 2;
-	b.level = lvl;
-	b.last_ns = t;
-	interfere_n = NATRA_BUCKET_CAS_TRIES;
-	interfere_by = other;
-	cas_tries = 0;
+	race_setup(&b, lvl, t, NATRA_BUCKET_CAS_TRIES, other);
 	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
 	CHECK(
 	    v == NATRA_VERDICT_PASS && cas_tries == NATRA_BUCKET_CAS_TRIES && b.last_ns == t + el &&
@@ -821,12 +817,8 @@ static void test_races(void)
 
 	/* with EDT: paced by the level the add met (here 1 ms of the rate
 	 * lower than the last try saw) */
-	memset(&b, 0, sizeof(b));
-	b.level = -(__s64)(e.edt_debt_bytes * NATRA_NSEC_PER_SEC) + cost;
-	b.last_ns = UINT64_MAX;
-	lvl = b.level;
-	interfere_n = NATRA_BUCKET_CAS_TRIES;
-	interfere_by = -bns(12500); /* 1 ms of the rate */
+	lvl = -(__s64)(e.edt_debt_bytes * NATRA_NSEC_PER_SEC) + cost;
+	race_setup(&b, lvl, UINT64_MAX, NATRA_BUCKET_CAS_TRIES, -bns(12500)); /* 1 ms of the rate */
 	v = bucket_charge(&b, &e, t, 1500, NATRA_CLASS_MOUSE, 0, 1, &delay);
 	CHECK(v == NATRA_VERDICT_PACE && delay == NATRA_BUCKET_CAS_TRIES * 1000000ULL &&
 		  b.level == lvl - NATRA_BUCKET_CAS_TRIES * bns(12500) - cost && b.cas_giveups == 1,
@@ -835,12 +827,8 @@ static void test_races(void)
 
 	/* ... and no longer fitting there (past the mice horizon): its cost
 	 * given back, dropped */
-	memset(&b, 0, sizeof(b));
-	b.level = floor_of(&e) + cost + bns(150);
-	b.last_ns = UINT64_MAX;
-	lvl = b.level;
-	interfere_n = NATRA_BUCKET_CAS_TRIES;
-	interfere_by = other;
+	lvl = floor_of(&e) + cost + bns(150);
+	race_setup(&b, lvl, UINT64_MAX, NATRA_BUCKET_CAS_TRIES, other);
 	v = bucket_charge(&b, &e, t, 1500, NATRA_CLASS_MOUSE, 0, 1, &delay);
 	CHECK(v == NATRA_VERDICT_DROP && delay == 0 &&
 		  b.level == lvl + NATRA_BUCKET_CAS_TRIES * other && b.cas_giveups == 1,
@@ -848,13 +836,8 @@ static void test_races(void)
 	      (long long)b.level, (long long)(lvl + NATRA_BUCKET_CAS_TRIES * other));
 
 	/* a drop decided in the last try stays a drop; its refill is added */
-	memset(&b, 0, sizeof(b));
 	lvl = cost / 2;
-	b.level = lvl;
-	b.last_ns = t;
-	interfere_n = NATRA_BUCKET_CAS_TRIES;
-	interfere_by = other;
-	cas_tries = 0;
+	race_setup(&b, lvl, t, NATRA_BUCKET_CAS_TRIES, other);
 	v = bucket_charge(&b, &c, t + el, 1500, NATRA_CLASS_MOUSE, 0, 0, &delay);
 	CHECK(v == NATRA_VERDICT_DROP && delay == 0 && cas_tries == NATRA_BUCKET_CAS_TRIES &&
 		  b.last_ns == t + el && b.level == lvl + NATRA_BUCKET_CAS_TRIES * other + refill &&

@@ -143,7 +143,8 @@ func clients(addr string, n int, d time.Duration) error {
 		first  []float64 // mice started within the first wave
 		steady []float64 // every later one
 		errs   int
-		trace  string // its first mouse: start/connected/first byte/done ms
+		trace  string  // its first mouse: start/connected/first byte/done ms
+		began  float64 // when that mouse started, ms
 	}
 	out := make(chan res, n)
 	start := time.Now()
@@ -157,7 +158,8 @@ func clients(addr string, n int, d time.Duration) error {
 				var at [3]time.Time
 				t, err := mouseAt(addr, &at)
 				if r.trace == "" && err == nil {
-					r.trace = fmt.Sprintf("%.1f/%.1f/%.1f/%.1f", ms(t0), ms(at[0]), ms(at[1]), ms(at[2]))
+					r.began = ms(t0)
+					r.trace = fmt.Sprintf("%.1f/%.1f/%.1f/%.1f", r.began, ms(at[0]), ms(at[1]), ms(at[2]))
 				}
 				if err != nil {
 					r.errs++
@@ -174,22 +176,24 @@ func clients(addr string, n int, d time.Duration) error {
 		}()
 	}
 	var first, steady []float64
-	var traces []string
+	var rs []res
 	errs := 0
 	for i := 0; i < n; i++ {
 		r := <-out
 		first = append(first, r.first...)
 		steady = append(steady, r.steady...)
 		errs += r.errs
-		traces = append(traces, r.trace)
+		if r.trace != "" {
+			rs = append(rs, r)
+		}
 	}
 	// the first wave, mouse by mouse, to stderr: when each client's first
 	// mouse started, connected (its SYN-ACK), got its first and last byte
-	sort.Slice(traces, func(i, j int) bool {
-		a, _ := strconv.ParseFloat(strings.Split(traces[i]+"/", "/")[0], 64)
-		b, _ := strconv.ParseFloat(strings.Split(traces[j]+"/", "/")[0], 64)
-		return a < b
-	})
+	sort.Slice(rs, func(i, j int) bool { return rs[i].began < rs[j].began })
+	traces := make([]string, len(rs))
+	for i, r := range rs {
+		traces[i] = r.trace
+	}
 	fmt.Fprintln(os.Stderr, "first wave (start/connected/first byte/done ms):", strings.Join(traces, " "))
 	all := append(append([]float64{}, first...), steady...)
 	if len(all) == 0 {
